@@ -1,0 +1,220 @@
+//! `aictl`: the command line of aicontainers.
+//!
+//! Offline commands (`validate`, `render`) read files only and never change the system; they
+//! work on any machine. `account prepare` is the one step that readies an account for rootless
+//! services.
+
+mod account;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use aicontainers::account::{Accounts, FixedAccounts, HostAccounts};
+use aicontainers::generate::{self, Plan};
+use aicontainers::quadlet::Quadlet;
+use aicontainers::render::PodmanVersion;
+use aicontainers::source::{self, SYSTEM_DIRS};
+use aicontainers::Diagnostic;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "aictl", version, about = "Run AI model servers as rootless containers under systemd")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check service files; prints `file:line:col: key: reason` for each problem, exits 1 if any.
+    ///
+    /// Any path works (Ansible's `validate: aictl validate %s` hands over a temporary file).
+    Validate {
+        /// Service files to check.
+        files: Vec<PathBuf>,
+        /// The files are drop-ins (partial files): only what they set is checked.
+        #[arg(long)]
+        drop_in: bool,
+        /// Check an installed service by name, with all its layers and its account.
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["files", "drop_in"])]
+        service: Option<String>,
+        /// Print diagnostics as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the Quadlet files and the final units for service files, without touching the system.
+    Render {
+        /// Service files or directories (default: the system directories, layered).
+        paths: Vec<PathBuf>,
+        /// Plan with these accounts instead of the host's: NAME:UID (repeatable).
+        #[arg(long, value_name = "NAME:UID")]
+        account: Vec<String>,
+        /// Render for this podman version instead of the installed one.
+        #[arg(long, value_name = "X.Y.Z")]
+        podman_version: Option<String>,
+        /// Show only the Quadlet `.container` files, not the units Quadlet makes of them.
+        #[arg(long)]
+        quadlet_only: bool,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage the unprivileged accounts that services run as.
+    Account {
+        #[command(subcommand)]
+        command: account::AccountCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate { files, drop_in, service, json } => match service {
+            Some(name) => validate_service(&name),
+            None => validate(&files, drop_in, json),
+        },
+        Command::Render { paths, account, podman_version, quadlet_only, json } => {
+            render(&paths, &account, podman_version.as_deref(), quadlet_only, json)
+        }
+        Command::Account { command } => account::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("aictl: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn validate(files: &[PathBuf], drop_in: bool, json: bool) -> Result<ExitCode, String> {
+    if files.is_empty() {
+        return Err("validate: name at least one file (or --service NAME)".into());
+    }
+    let mut all: Vec<Diagnostic> = Vec::new();
+    for file in files {
+        // A drop-in directory's files are partial; so is anything passed with --drop-in.
+        let partial = drop_in || file.parent().and_then(|p| p.to_str()).is_some_and(|p| p.ends_with(".toml.d"));
+        if let Err(diags) = source::check_file(file, partial) {
+            all.extend(diags);
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?);
+    } else {
+        for d in &all {
+            println!("{d}");
+        }
+    }
+    Ok(if all.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// What the unit of an invalid service runs: the reasons, from every layer and the account.
+fn validate_service(name: &str) -> Result<ExitCode, String> {
+    let plan = generate::plan(&SYSTEM_DIRS, &HostAccounts::default(), PodmanVersion::MIN);
+    if let Some(f) = plan.failed.iter().find(|f| f.name == name) {
+        for d in &f.diagnostics {
+            println!("{d}");
+        }
+        println!("{name}: fix the file(s) above, then run `systemctl daemon-reload`");
+        return Ok(ExitCode::FAILURE);
+    }
+    if plan.services.iter().any(|p| p.service.name == name) {
+        println!("{name}: the files are valid now; run `systemctl daemon-reload` to generate its unit");
+        return Ok(ExitCode::FAILURE);
+    }
+    if let Some((_, link)) = plan.masked.iter().find(|(n, _)| n == name) {
+        println!("{name}: masked by {}", link.display());
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("{name}: no such service in {}", SYSTEM_DIRS.join(", "));
+    Ok(ExitCode::FAILURE)
+}
+
+fn render(paths: &[PathBuf], accounts: &[String], podman: Option<&str>, quadlet_only: bool, json: bool) -> Result<ExitCode, String> {
+    let accounts: Box<dyn Accounts> = if accounts.is_empty() {
+        Box::new(HostAccounts::default())
+    } else {
+        Box::new(FixedAccounts::parse(accounts)?)
+    };
+    let quadlet = if quadlet_only { None } else { Quadlet::find().ok() };
+    let version = match (podman, &quadlet) {
+        (Some(v), _) => PodmanVersion::parse(v).ok_or_else(|| format!("`{v}` is not a podman version"))?,
+        (None, Some(q)) => q.version,
+        (None, None) => PodmanVersion(5, 4, 0),
+    };
+    let plan = plan_paths(paths, accounts.as_ref(), version)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan).map_err(|e| e.to_string())?);
+        return Ok(if plan.failed.is_empty() && plan.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    }
+    let ok = plan.failed.is_empty() && plan.problems.is_empty();
+    for d in &plan.problems {
+        eprintln!("{d}");
+    }
+    for f in &plan.failed {
+        for d in &f.diagnostics {
+            eprintln!("{d}");
+        }
+    }
+    for p in &plan.services {
+        println!("# --- {}.container (Quadlet input, podman {version}) ---", p.service.name);
+        print!("{}", p.container);
+        println!();
+    }
+    match quadlet {
+        Some(q) if !plan.services.is_empty() => {
+            let tmp = tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+            let names: Vec<String> = plan.services.iter().map(|p| p.service.name.clone()).collect();
+            let outcome = generate::write_units(plan, tmp.path(), &q, Path::new(aicontainers::AICTL_PATH))
+                .map_err(|e| format!("rendering units: {e}"))?;
+            for name in names {
+                let unit = tmp.path().join(format!("{name}.service"));
+                let text = std::fs::read_to_string(&unit).unwrap_or_default();
+                println!("# --- {name}.service (made by {}) ---", q.path.display());
+                print!("{text}");
+                println!();
+            }
+            for f in &outcome.failed {
+                for d in &f.diagnostics {
+                    eprintln!("{d}");
+                }
+            }
+            Ok(if ok && outcome.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        None if !quadlet_only && !plan.services.is_empty() => {
+            eprintln!("aictl: podman's Quadlet is not installed here, so only the Quadlet files are shown");
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        _ => Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
+    }
+}
+
+/// Plans the given files and directories, or the system directories when none are given.
+fn plan_paths(paths: &[PathBuf], accounts: &dyn Accounts, version: PodmanVersion) -> Result<Plan, String> {
+    if paths.is_empty() {
+        return Ok(generate::plan(&SYSTEM_DIRS, accounts, version));
+    }
+    let mut plan = Plan::default();
+    for path in paths {
+        let part = if path.is_dir() {
+            generate::plan(std::slice::from_ref(path), accounts, version)
+        } else {
+            // A single file: plan it as the only service of a one-file view of its directory.
+            let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("service").to_owned();
+            let one = generate::plan(&[path.parent().unwrap_or(Path::new("."))], accounts, version);
+            let mut only = Plan::default();
+            only.services.extend(one.services.into_iter().filter(|p| p.service.source == *path || p.service.name == name));
+            only.failed.extend(one.failed.into_iter().filter(|f| f.source == *path || f.name == name));
+            if only.services.is_empty() && only.failed.is_empty() {
+                return Err(format!("{}: not a service file (expected NAME.toml)", path.display()));
+            }
+            only
+        };
+        plan.services.extend(part.services);
+        plan.failed.extend(part.failed);
+        plan.masked.extend(part.masked);
+        plan.problems.extend(part.problems);
+    }
+    Ok(plan)
+}

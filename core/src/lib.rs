@@ -1,0 +1,22 @@
+//! aicontainers: AI model servers as rootless podman containers under systemd.
+//!
+//! This crate holds what the generator and `aictl` share: the service file format
+//! ([`spec`]), how files are found and layered ([`source`]), accounts ([`account`]), rendering to
+//! Quadlet ([`render`], [`quadlet`]) and the generator pipeline ([`generate`]).
+
+pub mod account;
+pub mod diag;
+pub mod doc;
+pub mod generate;
+pub mod quadlet;
+pub mod render;
+pub mod source;
+pub mod spec;
+
+pub use diag::Diagnostic;
+
+/// Where `make install` puts `aictl`; the generator names it in the units of invalid services.
+pub const AICTL_PATH: &str = match option_env!("AICONTAINERS_AICTL_PATH") {
+    Some(p) => p,
+    None => "/usr/bin/aictl",
+};

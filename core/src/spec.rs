@@ -1,0 +1,699 @@
+//! The service format, version 1: the typed form of a (merged) service file, and the checks that
+//! turn a spanned TOML table into it.
+//!
+//! Every check reports at the place the offending key was written, in whichever layer that was,
+//! and checking goes on after the first problem so a sysadmin sees every mistake in one run.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::diag::{suggest, Diagnostic};
+use crate::doc::{Entry, Node, Origin, Table, Value};
+
+/// The only format version this build reads.
+pub const FORMAT_VERSION: i64 = 1;
+
+/// Top-level sections, and the ones reserved for later versions (parsed as errors that say so).
+const TOP_KEYS: &[&str] = &["format", "service", "gpu", "resources", "health"];
+const RESERVED_TOP: &[(&str, &str)] = &[
+    ("model", "model mounts from the model cache are planned for a later version of aicontainers"),
+    ("sandbox", "agent sandboxes are planned for a later version of aicontainers"),
+];
+const SERVICE_KEYS: &[&str] = &[
+    "description",
+    "image",
+    "command",
+    "run-as",
+    "environment",
+    "ports",
+    "volumes",
+    "restart",
+    "restart-delay",
+    "stop-timeout",
+    "enable",
+    "read-only",
+    "init",
+];
+const GPU_KEYS: &[&str] = &["devices", "count", "numa"];
+const RESOURCE_KEYS: &[&str] = &["memory", "cpus", "pids"];
+const HEALTH_KEYS: &[&str] = &["command", "interval", "timeout", "retries", "start-period"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    No,
+    OnFailure,
+    Always,
+}
+
+impl Restart {
+    const NAMES: &'static [&'static str] = &["no", "on-failure", "always"];
+
+    /// The `Restart=` value of systemd.service(5).
+    pub fn as_systemd(self) -> &'static str {
+        match self {
+            Restart::No => "no",
+            Restart::OnFailure => "on-failure",
+            Restart::Always => "always",
+        }
+    }
+}
+
+/// Kubernetes Topology Manager policies, with their meaning there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NumaPolicy {
+    None,
+    BestEffort,
+    Restricted,
+    SingleNumaNode,
+}
+
+impl NumaPolicy {
+    const NAMES: &'static [&'static str] = &["none", "best-effort", "restricted", "single-numa-node"];
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Gpu {
+    /// Fully qualified CDI device names (`nvidia.com/gpu=0`), handed to podman as they are.
+    pub devices: Vec<String>,
+    pub count: Option<u32>,
+    pub numa: NumaPolicy,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Resources {
+    /// systemd byte size (`24G`), applied as `MemoryMax=` on the unit that holds the container.
+    pub memory: Option<String>,
+    /// CPU time in CPUs (`2.5`), applied as `CPUQuota=`.
+    pub cpus: Option<f64>,
+    /// Process limit, applied as `TasksMax=`.
+    pub pids: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Health {
+    pub command: String,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub retries: Option<u32>,
+    pub start_period: Option<String>,
+}
+
+/// One service, as every layer of its files together describe it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Service {
+    /// The unit name without `.service`, taken from the file name.
+    pub name: String,
+    /// The main file (what `SourcePath=` names).
+    pub source: PathBuf,
+    /// Drop-ins applied on top of it, in order.
+    pub drop_ins: Vec<PathBuf>,
+    pub description: Option<String>,
+    pub image: String,
+    pub command: Vec<String>,
+    pub run_as: String,
+    pub environment: BTreeMap<String, String>,
+    pub ports: Vec<String>,
+    pub volumes: Vec<String>,
+    pub restart: Restart,
+    pub restart_delay: Option<String>,
+    pub stop_timeout: Option<String>,
+    pub enable: bool,
+    pub read_only: bool,
+    pub init: bool,
+    pub gpu: Option<Gpu>,
+    pub resources: Resources,
+    pub health: Option<Health>,
+}
+
+/// Reads the keys of one table, remembering which were used so the rest can be reported.
+struct Section<'a> {
+    prefix: String,
+    table: &'a Table,
+    known: &'static [&'static str],
+}
+
+impl<'a> Section<'a> {
+    fn new(prefix: &str, table: &'a Table, known: &'static [&'static str], diags: &mut Vec<Diagnostic>) -> Self {
+        for (key, entry) in table {
+            if !known.contains(&key.as_str()) {
+                let path = join(prefix, key);
+                let mut message = format!("unknown key `{key}`");
+                if let Some(near) = suggest(key, known.iter().copied()) {
+                    message.push_str(&format!("; did you mean `{near}`?"));
+                } else {
+                    let section = if prefix.is_empty() { "the top level".to_owned() } else { format!("[{prefix}]") };
+                    message.push_str(&format!("; keys valid in {section}: {}", known.join(", ")));
+                }
+                diags.push(entry.key_origin.error(&path, message));
+            }
+        }
+        Section { prefix: prefix.to_owned(), table, known }
+    }
+
+    fn path(&self, key: &str) -> String {
+        debug_assert!(self.known.contains(&key), "{key} is not declared for [{}]", self.prefix);
+        join(&self.prefix, key)
+    }
+
+    fn get(&self, key: &str) -> Option<&'a Entry> {
+        self.table.get(key)
+    }
+
+    fn type_error(&self, key: &str, node: &Node, expected: &str) -> Diagnostic {
+        node.origin.error(&self.path(key), format!("expected {expected}, found {}", node.value.type_name()))
+    }
+
+    fn string(&self, key: &str, diags: &mut Vec<Diagnostic>) -> Option<(String, &'a Origin)> {
+        let entry = self.get(key)?;
+        match &entry.node.value {
+            Value::String(s) => Some((s.clone(), &entry.node.origin)),
+            _ => {
+                diags.push(self.type_error(key, &entry.node, "a string"));
+                None
+            }
+        }
+    }
+
+    fn boolean(&self, key: &str, diags: &mut Vec<Diagnostic>) -> Option<bool> {
+        let entry = self.get(key)?;
+        match entry.node.value {
+            Value::Boolean(b) => Some(b),
+            _ => {
+                diags.push(self.type_error(key, &entry.node, "true or false"));
+                None
+            }
+        }
+    }
+
+    fn integer(&self, key: &str, min: i64, max: i64, diags: &mut Vec<Diagnostic>) -> Option<i64> {
+        let entry = self.get(key)?;
+        match entry.node.value {
+            Value::Integer(i) if (min..=max).contains(&i) => Some(i),
+            Value::Integer(i) => {
+                diags.push(entry.node.origin.error(&self.path(key), format!("{i} is out of range {min}..={max}")));
+                None
+            }
+            _ => {
+                diags.push(self.type_error(key, &entry.node, "an integer"));
+                None
+            }
+        }
+    }
+
+    fn strings(&self, key: &str, diags: &mut Vec<Diagnostic>) -> Option<Vec<(String, &'a Origin)>> {
+        let entry = self.get(key)?;
+        let Value::Array(items) = &entry.node.value else {
+            diags.push(self.type_error(key, &entry.node, "an array of strings"));
+            return None;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            match &item.value {
+                Value::String(s) => out.push((s.clone(), &item.origin)),
+                other => diags.push(item.origin.error(
+                    &self.path(key),
+                    format!("expected an array of strings, found {} in it", other.type_name()),
+                )),
+            }
+        }
+        Some(out)
+    }
+
+    fn choice<T: Copy>(&self, key: &str, names: &[&'static str], values: &[T], diags: &mut Vec<Diagnostic>) -> Option<T> {
+        let (s, origin) = self.string(key, diags)?;
+        if let Some(i) = names.iter().position(|n| *n == s) {
+            return Some(values[i]);
+        }
+        let mut message = format!("`{s}` is not one of {}", names.join(", "));
+        if let Some(near) = suggest(&s, names.iter().copied()) {
+            message.push_str(&format!("; did you mean `{near}`?"));
+        }
+        diags.push(origin.error(&self.path(key), message));
+        None
+    }
+
+    fn table(&self, key: &str, diags: &mut Vec<Diagnostic>) -> Option<&'a Table> {
+        let entry = self.get(key)?;
+        match &entry.node.value {
+            Value::Table(t) => Some(t),
+            _ => {
+                diags.push(self.type_error(key, &entry.node, "a table"));
+                None
+            }
+        }
+    }
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// Checks a merged document and builds the service. `origin` is the main file's whole-document
+/// origin, where problems about missing keys are reported.
+pub fn from_table(
+    name: &str,
+    source: PathBuf,
+    drop_ins: Vec<PathBuf>,
+    root: &Table,
+    origin: &Origin,
+    partial: bool,
+) -> Result<Service, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let top_known: &'static [&'static str] = TOP_KEYS;
+    // Reserved sections get their own message rather than "unknown key".
+    let mut visible = root.clone();
+    for (reserved, why) in RESERVED_TOP {
+        if let Some(entry) = visible.remove(*reserved) {
+            diags.push(entry.key_origin.error(reserved, format!("not supported by this version: {why}")));
+        }
+    }
+    let top = Section::new("", &visible, top_known, &mut diags);
+
+    if let Some(format) = top.integer("format", i64::MIN, i64::MAX, &mut diags) {
+        if format != FORMAT_VERSION {
+            let origin = &visible["format"].node.origin;
+            diags.push(origin.error("format", format!("format {format} is not known to this version, which reads format {FORMAT_VERSION}")));
+        }
+    }
+
+    let empty = Table::new();
+    let service_table = match top.table("service", &mut diags) {
+        Some(t) => t,
+        None => {
+            if !visible.contains_key("service") && !partial {
+                diags.push(start_of(origin).error("service", "missing section [service]"));
+            }
+            &empty
+        }
+    };
+    let s = Section::new("service", service_table, SERVICE_KEYS, &mut diags);
+    // A drop-in is checked on its own only for what it says; what it leaves out comes from below.
+    let in_service = visible.contains_key("service") && !partial;
+    // Missing keys of [service] are reported at its header.
+    let service_origin = visible.get("service").map_or_else(|| start_of(origin), |e| e.key_origin.clone());
+
+    let description = s.string("description", &mut diags).map(|(d, _)| d);
+    let image = match s.string("image", &mut diags) {
+        Some((image, origin)) => {
+            if let Err(why) = check_image(&image) {
+                diags.push(origin.error("service.image", why));
+            }
+            image
+        }
+        None => {
+            if in_service && s.get("image").is_none() {
+                diags.push(service_origin.error("service.image", "missing required key: the container image to run"));
+            }
+            String::new()
+        }
+    };
+    let command = s.strings("command", &mut diags).unwrap_or_default().into_iter().map(|(c, _)| c).collect();
+    let run_as = match s.string("run-as", &mut diags) {
+        Some((account, origin)) => {
+            if let Err(why) = check_account_name(&account) {
+                diags.push(origin.error("service.run-as", why));
+            }
+            account
+        }
+        None => {
+            if in_service && s.get("run-as").is_none() {
+                diags.push(service_origin.error(
+                    "service.run-as",
+                    "missing required key: the unprivileged account that runs the container (prepare one with `aictl account prepare NAME`)",
+                ));
+            }
+            String::new()
+        }
+    };
+
+    let mut environment = BTreeMap::new();
+    if let Some(env) = s.table("environment", &mut diags) {
+        for (key, entry) in env {
+            let path = format!("service.environment.{key}");
+            if !is_env_name(key) {
+                diags.push(entry.key_origin.error(&path, "not a valid environment variable name (letters, digits and _, not starting with a digit)"));
+                continue;
+            }
+            match &entry.node.value {
+                Value::String(v) => {
+                    environment.insert(key.clone(), v.clone());
+                }
+                Value::Integer(i) => {
+                    environment.insert(key.clone(), i.to_string());
+                }
+                Value::Boolean(b) => {
+                    environment.insert(key.clone(), b.to_string());
+                }
+                other => diags.push(entry.node.origin.error(&path, format!("expected a string, found {}", other.type_name()))),
+            }
+        }
+    }
+
+    let mut ports = Vec::new();
+    for (port, origin) in s.strings("ports", &mut diags).unwrap_or_default() {
+        match check_port(&port) {
+            Ok(()) => ports.push(port),
+            Err(why) => diags.push(origin.error("service.ports", why)),
+        }
+    }
+    let mut volumes = Vec::new();
+    for (volume, origin) in s.strings("volumes", &mut diags).unwrap_or_default() {
+        match check_volume(&volume) {
+            Ok(()) => volumes.push(volume),
+            Err(why) => diags.push(origin.error("service.volumes", why)),
+        }
+    }
+    let restart = s
+        .choice("restart", Restart::NAMES, &[Restart::No, Restart::OnFailure, Restart::Always], &mut diags)
+        .unwrap_or(Restart::No);
+    let restart_delay = duration(&s, "restart-delay", &mut diags);
+    let stop_timeout = duration(&s, "stop-timeout", &mut diags);
+    let enable = s.boolean("enable", &mut diags).unwrap_or(false);
+    let read_only = s.boolean("read-only", &mut diags).unwrap_or(false);
+    let init = s.boolean("init", &mut diags).unwrap_or(true);
+
+    let gpu = top.table("gpu", &mut diags).map(|t| {
+        let g = Section::new("gpu", t, GPU_KEYS, &mut diags);
+        let mut devices = Vec::new();
+        for (device, origin) in g.strings("devices", &mut diags).unwrap_or_default() {
+            match check_cdi_name(&device) {
+                Ok(()) => devices.push(device),
+                Err(why) => diags.push(origin.error("gpu.devices", why)),
+            }
+        }
+        let count = g.integer("count", 1, 1024, &mut diags).map(|c| c as u32);
+        if count.is_some() {
+            let origin = &t["count"].key_origin;
+            diags.push(origin.error(
+                "gpu.count",
+                "choosing GPUs by count needs topology-aware placement, which this version does not do yet; name the CDI devices in gpu.devices",
+            ));
+        }
+        let numa = g
+            .choice(
+                "numa",
+                NumaPolicy::NAMES,
+                &[NumaPolicy::None, NumaPolicy::BestEffort, NumaPolicy::Restricted, NumaPolicy::SingleNumaNode],
+                &mut diags,
+            )
+            .unwrap_or(NumaPolicy::None);
+        if numa != NumaPolicy::None {
+            diags.push(t["numa"].key_origin.error(
+                "gpu.numa",
+                "NUMA placement is not done by this version yet; remove the key or set it to \"none\"",
+            ));
+        }
+        if !partial && devices.is_empty() && count.is_none() && !diags.iter().any(|d| d.key.starts_with("gpu.")) {
+            diags.push(top.get("gpu").map_or_else(|| start_of(origin), |e| e.key_origin.clone()).error("gpu", "[gpu] asks for no GPU: set gpu.devices"));
+        }
+        Gpu { devices, count, numa }
+    });
+
+    let resources = top
+        .table("resources", &mut diags)
+        .map(|t| {
+            let r = Section::new("resources", t, RESOURCE_KEYS, &mut diags);
+            let memory = r.string("memory", &mut diags).and_then(|(m, origin)| match check_bytes(&m) {
+                Ok(()) => Some(m),
+                Err(why) => {
+                    diags.push(origin.error("resources.memory", why));
+                    None
+                }
+            });
+            let cpus = r.get("cpus").and_then(|e| match e.node.value {
+                Value::Float(x) if x > 0.0 && x.is_finite() => Some(x),
+                Value::Integer(i) if i > 0 => Some(i as f64),
+                _ => {
+                    diags.push(e.node.origin.error("resources.cpus", "expected a positive number of CPUs, such as 2 or 0.5"));
+                    None
+                }
+            });
+            let pids = r.integer("pids", 1, i64::MAX, &mut diags).map(|p| p as u64);
+            Resources { memory, cpus, pids }
+        })
+        .unwrap_or_default();
+
+    let health = top.table("health", &mut diags).and_then(|t| {
+        let h = Section::new("health", t, HEALTH_KEYS, &mut diags);
+        let command = h.string("command", &mut diags);
+        if !partial && command.is_none() && h.get("command").is_none() {
+            diags.push(top.get("health").map_or_else(|| start_of(origin), |e| e.key_origin.clone()).error("health.command", "missing required key: the command that checks the service"));
+        }
+        let interval = duration(&h, "interval", &mut diags);
+        let timeout = duration(&h, "timeout", &mut diags);
+        let start_period = duration(&h, "start-period", &mut diags);
+        let retries = h.integer("retries", 1, 1000, &mut diags).map(|r| r as u32);
+        command.map(|(command, _)| Health { command, interval, timeout, retries, start_period })
+    });
+
+    if !diags.is_empty() {
+        diags.sort_by(|a, b| (&a.path, a.line, a.col).cmp(&(&b.path, b.line, b.col)));
+        diags.dedup();
+        return Err(diags);
+    }
+    Ok(Service {
+        name: name.to_owned(),
+        source,
+        drop_ins,
+        description,
+        image,
+        command,
+        run_as,
+        environment,
+        ports,
+        volumes,
+        restart,
+        restart_delay,
+        stop_timeout,
+        enable,
+        read_only,
+        init,
+        gpu,
+        resources,
+        health,
+    })
+}
+
+fn start_of(origin: &Origin) -> Origin {
+    Origin { file: origin.file.clone(), span: 0..0 }
+}
+
+fn duration(section: &Section<'_>, key: &str, diags: &mut Vec<Diagnostic>) -> Option<String> {
+    let (value, origin) = section.string(key, diags)?;
+    match check_duration(&value) {
+        Ok(()) => Some(value),
+        Err(why) => {
+            diags.push(origin.error(&section.path(key), why));
+            None
+        }
+    }
+}
+
+/// A service name is a unit name without `.service`: what `systemctl start NAME` takes.
+pub fn check_service_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        && !name.starts_with(['.', '-']);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` cannot be a service name: use letters, digits, `-`, `_`, `.` and `:` (the name becomes the unit {name}.service)"
+        ))
+    }
+}
+
+fn check_account_name(name: &str) -> Result<(), String> {
+    if name == "root" {
+        return Err("services run rootless: name an unprivileged account, not root".into());
+    }
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_".contains(&b))
+        && !name.starts_with(|c: char| c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{name}` is not a valid account name (lower-case letters, digits, `-` and `_`, at most 32)"))
+    }
+}
+
+fn check_image(image: &str) -> Result<(), String> {
+    let ok = !image.is_empty()
+        && image.len() <= 512
+        && image.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/:@+".contains(&b))
+        && !image.starts_with(['-', '/', ':', '@']);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{image}` is not an image reference (such as `localhost/llama-server:latest` or `registry.example/org/name@sha256:...`)"))
+    }
+}
+
+fn is_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit()
+}
+
+/// `[IP:][HOSTPORT:]CONTAINERPORT[/PROTO]`, the `podman run --publish` shapes that Quadlet's
+/// `PublishPort=` takes. Port ranges are accepted where podman accepts them.
+fn check_port(spec: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("`{spec}`: {why} (expected [IP:]HOSTPORT:CONTAINERPORT[/tcp|udp], such as 127.0.0.1:8080:8080)"));
+    let (rest, proto) = match spec.rsplit_once('/') {
+        Some((rest, proto)) => (rest, Some(proto)),
+        None => (spec, None),
+    };
+    if let Some(proto) = proto {
+        if !["tcp", "udp", "sctp"].contains(&proto) {
+            return bad("the protocol must be tcp, udp or sctp");
+        }
+    }
+    // An IPv6 address is written in brackets: [::1]:8080:8080.
+    let (ip, ports) = if let Some(stripped) = rest.strip_prefix('[') {
+        match stripped.split_once("]:") {
+            Some((ip, ports)) => (Some(ip), ports),
+            None => return bad("an IPv6 address must be written as [ADDR]:HOSTPORT:CONTAINERPORT"),
+        }
+    } else {
+        let parts: Vec<&str> = rest.split(':').collect();
+        match parts.len() {
+            1 | 2 => (None, rest),
+            3 => (Some(parts[0]), &rest[parts[0].len() + 1..]),
+            _ => return bad("too many `:`"),
+        }
+    };
+    if let Some(ip) = ip {
+        if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
+            return bad(&format!("`{ip}` is not an IP address"));
+        }
+    }
+    for (i, part) in ports.split(':').enumerate() {
+        if part.is_empty() && i == 0 && ports.contains(':') {
+            continue; // IP::CONTAINERPORT lets podman choose the host port
+        }
+        let range: Vec<&str> = part.split('-').collect();
+        if range.len() > 2 || range.iter().any(|p| !matches!(p.parse::<u16>(), Ok(1..))) {
+            return bad(&format!("`{part}` is not a port number (1-65535) or range"));
+        }
+    }
+    Ok(())
+}
+
+fn check_volume(spec: &str) -> Result<(), String> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    if !(2..=3).contains(&parts.len()) {
+        return Err(format!("`{spec}`: expected SOURCE:PATH[:OPTIONS], such as /srv/models:/models:ro"));
+    }
+    if !parts[1].starts_with('/') {
+        return Err(format!("`{spec}`: the path inside the container must be absolute"));
+    }
+    if parts[0].is_empty() {
+        return Err(format!("`{spec}`: the source (a host path or a volume name) is empty"));
+    }
+    Ok(())
+}
+
+/// `vendor.com/class=name`, as the CDI specification defines qualified device names.
+fn check_cdi_name(name: &str) -> Result<(), String> {
+    let bad = || Err(format!("`{name}` is not a CDI device name (such as `nvidia.com/gpu=0` or `nvidia.com/gpu=all`)"));
+    let Some((kind, device)) = name.split_once('=') else { return bad() };
+    let Some((vendor, class)) = kind.split_once('/') else { return bad() };
+    let word = |s: &str, extra: &[u8]| {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+    };
+    if word(vendor, b"-_.") && word(class, b"-_") && word(device, b"-_.:") {
+        Ok(())
+    } else {
+        bad()
+    }
+}
+
+/// systemd time spans: one or more NUMBER[UNIT], such as `30s`, `1min 30s`, `500ms`.
+pub fn check_duration(value: &str) -> Result<(), String> {
+    const UNITS: &[&str] = &[
+        "", "us", "usec", "ms", "msec", "s", "sec", "second", "seconds", "m", "min", "minute", "minutes", "h", "hr",
+        "hour", "hours", "d", "day", "days",
+    ];
+    let compact: String = value.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut rest = compact.as_str();
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("`{value}` is not a duration (such as 30s, 5min or 1h 30min)"));
+        }
+        let after = &rest[digits..];
+        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == ' ').unwrap_or(after.len());
+        if !UNITS.contains(&&after[..unit_len]) {
+            return Err(format!("`{value}`: unknown time unit `{}` (use us, ms, s, min, h or d)", &after[..unit_len]));
+        }
+        rest = after[unit_len..].trim_start();
+    }
+    Ok(())
+}
+
+/// systemd byte sizes as `MemoryMax=` takes them: a number with an optional K, M, G or T.
+fn check_bytes(value: &str) -> Result<(), String> {
+    let digits = value.trim_end_matches(['K', 'M', 'G', 'T', 'k']);
+    let suffix_len = value.len() - digits.len();
+    if suffix_len <= 1 && !digits.is_empty() && digits.parse::<f64>().is_ok_and(|x| x > 0.0) && !digits.starts_with(['+', '.']) {
+        Ok(())
+    } else {
+        Err(format!("`{value}` is not a memory size (such as 512M or 24G)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports() {
+        for ok in ["8080", "8080:80", "127.0.0.1:8080:8080", "127.0.0.1::80", "[::1]:8080:80/udp", "9000-9001:9000-9001"] {
+            assert_eq!(check_port(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "0:80", "70000:80", "a:b", "1.2.3:80:80", "80/icmp", "1:2:3:4", "::1:80:80"] {
+            assert!(check_port(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        for ok in ["30s", "1min 30s", "500ms", "2h", "10"] {
+            assert_eq!(check_duration(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "s", "5 parsecs", "-1s"] {
+            assert!(check_duration(bad).is_err(), "{bad}");
+        }
+        for ok in ["24G", "512M", "1073741824", "1.5G"] {
+            assert_eq!(check_bytes(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "G", "24GB", "-1G", "lots"] {
+            assert!(check_bytes(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_service_name("llama-7b").is_ok());
+        assert!(check_service_name("../etc").is_err());
+        assert!(check_service_name("a b").is_err());
+        assert!(check_account_name("root").is_err());
+        assert!(check_account_name("aimodels").is_ok());
+        assert!(check_cdi_name("nvidia.com/gpu=0").is_ok());
+        assert!(check_cdi_name("nvidia.com/gpu=GPU-4f8a1b2c-0000-1111-2222-333344445555").is_ok());
+        assert!(check_cdi_name("gpu0").is_err());
+    }
+}

@@ -1,0 +1,126 @@
+//! `aicontainers-generator NORMAL_DIR [EARLY_DIR LATE_DIR]`: a systemd generator
+//! (systemd.generator(7)). It reads /usr/lib, /run and /etc/aicontainers, renders each service
+//! for podman's Quadlet, runs the installed Quadlet on them and writes the units to NORMAL_DIR.
+//!
+//! As a generator it must be fast and self-contained: no D-Bus, no network, nothing written
+//! outside NORMAL_DIR, logs to /dev/kmsg. A bad service file is reported and gets a unit that
+//! fails with the reason; every other service is still generated.
+
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use aicontainers::account::HostAccounts;
+use aicontainers::generate::{self, Failed, Plan};
+use aicontainers::quadlet::Quadlet;
+use aicontainers::render::PodmanVersion;
+use aicontainers::source::SYSTEM_DIRS;
+use aicontainers::Diagnostic;
+
+/// Logs to the kernel ring buffer, where early-boot messages end up in the journal; stderr when
+/// /dev/kmsg cannot be opened (running by hand, in a container).
+struct Log(Option<std::fs::File>);
+
+impl Log {
+    fn open() -> Self {
+        Log(OpenOptions::new().write(true).open("/dev/kmsg").ok())
+    }
+
+    /// `level` is a syslog priority: 3 error, 4 warning, 6 info, 7 debug.
+    fn say(&mut self, level: u8, message: &str) {
+        let pid = std::process::id();
+        match &mut self.0 {
+            // One write per record: the kernel takes each write as one message.
+            Some(kmsg) => {
+                let _ = kmsg.write_all(format!("<{level}>aicontainers-generator[{pid}]: {message}\n").as_bytes());
+            }
+            None => eprintln!("aicontainers-generator: {message}"),
+        }
+    }
+}
+
+fn config_dirs() -> Vec<PathBuf> {
+    // For tests and benchmarks only: a colon-separated list replacing the three system dirs.
+    match std::env::var_os("AICONTAINERS_CONFIG_DIRS") {
+        Some(dirs) => std::env::split_paths(&dirs).collect(),
+        None => SYSTEM_DIRS.iter().map(PathBuf::from).collect(),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    let mut log = Log::open();
+    if args.is_empty() || args.len() > 3 {
+        eprintln!("usage: aicontainers-generator NORMAL_DIR [EARLY_DIR LATE_DIR]");
+        return ExitCode::from(2);
+    }
+    // Services are system units; a user manager has nothing to generate from /etc/aicontainers.
+    if std::env::var("SYSTEMD_SCOPE").is_ok_and(|s| s == "user") {
+        return ExitCode::SUCCESS;
+    }
+    let out_dir = &args[0];
+    let timing = std::env::var_os("AICONTAINERS_TIMING").is_some();
+    let t0 = Instant::now();
+
+    let quadlet = Quadlet::find();
+    let version = quadlet.as_ref().map_or(PodmanVersion::MIN, |q| q.version);
+    let mut plan = generate::plan(&config_dirs(), &HostAccounts::default(), version);
+    let t_plan = t0.elapsed();
+
+    let quadlet = match quadlet {
+        Ok(q) => q,
+        Err(why) => {
+            // Without podman nothing can run; every service gets a unit that says so.
+            log.say(3, &why);
+            fail_all(&mut plan, &why);
+            Quadlet { path: PathBuf::from("/nonexistent"), version }
+        }
+    };
+    let outcome = match generate::write_units(plan, out_dir, &quadlet, Path::new(aicontainers::AICTL_PATH)) {
+        Ok(o) => o,
+        Err(e) => {
+            log.say(3, &format!("cannot write units to {}: {e}", out_dir.display()));
+            return ExitCode::FAILURE;
+        }
+    };
+    let t_all = t0.elapsed();
+
+    for d in &outcome.problems {
+        log.say(3, &d.to_string());
+    }
+    for f in &outcome.failed {
+        for d in &f.diagnostics {
+            log.say(3, &format!("{} (service {} skipped)", d, f.name));
+        }
+    }
+    log.say(
+        if outcome.failed.is_empty() { 7 } else { 4 },
+        &format!("{} services generated, {} invalid", outcome.generated.len(), outcome.failed.len()),
+    );
+    if timing {
+        eprintln!(
+            "aicontainers-generator: parse+plan+render {:.2} ms, total {:.2} ms, {} services",
+            t_plan.as_secs_f64() * 1e3,
+            t_all.as_secs_f64() * 1e3,
+            outcome.generated.len()
+        );
+    }
+    // Like Quadlet: a failed file makes the run fail (systemd logs it), the rest is written.
+    if outcome.failed.is_empty() && outcome.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn fail_all(plan: &mut Plan, why: &str) {
+    for p in std::mem::take(&mut plan.services) {
+        plan.failed.push(Failed {
+            name: p.service.name.clone(),
+            source: p.service.source.clone(),
+            diagnostics: vec![Diagnostic::file(&p.service.source, why)],
+        });
+    }
+}
