@@ -2,6 +2,7 @@
 //! finished units. `aicontainers-generator` and `aictl render` both run it, so what `render`
 //! shows is what boot produces.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write as _};
 use std::os::unix::fs::symlink;
@@ -46,9 +47,12 @@ pub struct Plan {
 pub fn plan<P: AsRef<Path>>(dirs: &[P], accounts: &dyn Accounts, podman: PodmanVersion) -> Plan {
     let Discovery { services, masked, problems } = source::discover(dirs);
     let mut plan = Plan { masked, problems, ..Plan::default() };
+    // Many services share few accounts: look each up once.
+    let mut known: BTreeMap<String, Result<Account, String>> = BTreeMap::new();
     for files in services {
         let checked = source::load(&files).and_then(|service| {
-            accounts.lookup(&service.run_as).map(|account| (service, account)).map_err(|why| {
+            let account = known.entry(service.run_as.clone()).or_insert_with(|| accounts.lookup(&service.run_as));
+            account.clone().map(|account| (service, account)).map_err(|why| {
                 vec![Diagnostic { path: files.main.clone(), line: 0, col: 0, key: "service.run-as".into(), message: why }]
             })
         });
