@@ -1,8 +1,10 @@
 //! `aictl account prepare|check NAME`: the one step that readies an account for rootless
 //! services, and the check of what it does.
 //!
-//! Ready means (docs/rootless.md): a system account that is not root, with a home for its
-//! container storage, 65536 subordinate UIDs and GIDs, and lingering on. The cgroup delegation the
+//! Ready means (docs/rootless.md): an account that is not root, with a home for its container
+//! storage and 65536 subordinate UIDs and GIDs. `prepare` also turns lingering on, so the
+//! account's user manager stays up between services; the units do not depend on it (they
+//! require `user@UID.service` themselves), so `check` reports it without requiring it. The cgroup delegation the
 //! containers need comes from the units themselves (Quadlet sets `Delegate=yes`).
 
 use std::fs;
@@ -139,7 +141,11 @@ fn check(name: &str) -> Result<ExitCode, String> {
             println!("{name}: {why}");
         }
     }
-    println!("{name}: {}", if ready { "ready" } else { "NOT ready: run `aictl account prepare NAME` as root" });
+    if ready {
+        println!("{name}: ready");
+    } else {
+        println!("{name}: NOT ready: run `aictl account prepare {name}` as root");
+    }
     Ok(if ready { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 

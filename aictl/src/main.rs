@@ -4,6 +4,22 @@
 //! work on any machine. `account prepare` is the one step that readies an account for rootless
 //! services.
 
+/// Writes a line to stdout, ignoring a closed pipe (`aictl render | head`) instead of panicking.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// Like `out!` without the newline.
+macro_rules! out_raw {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+
 mod account;
 
 use std::path::{Path, PathBuf};
@@ -36,7 +52,7 @@ enum Command {
         #[arg(long)]
         drop_in: bool,
         /// Check an installed service by name, with all its layers and its account.
-        #[arg(long, value_name = "NAME", conflicts_with_all = ["files", "drop_in"])]
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["files", "drop_in", "json"])]
         service: Option<String>,
         /// Print diagnostics as JSON.
         #[arg(long)]
@@ -100,10 +116,10 @@ fn validate(files: &[PathBuf], drop_in: bool, json: bool) -> Result<ExitCode, St
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?);
+        out!("{}", serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?);
     } else {
         for d in &all {
-            println!("{d}");
+            out!("{d}");
         }
     }
     Ok(if all.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -114,20 +130,24 @@ fn validate_service(name: &str) -> Result<ExitCode, String> {
     let plan = generate::plan(&SYSTEM_DIRS, &HostAccounts::default(), PodmanVersion::MIN);
     if let Some(f) = plan.failed.iter().find(|f| f.name == name) {
         for d in &f.diagnostics {
-            println!("{d}");
+            out!("{d}");
         }
-        println!("{name}: fix the file(s) above, then run `systemctl daemon-reload`");
+        out!("{name}: fix the file(s) above, then run `systemctl daemon-reload`");
         return Ok(ExitCode::FAILURE);
     }
     if plan.services.iter().any(|p| p.service.name == name) {
-        println!("{name}: the files are valid now; run `systemctl daemon-reload` to generate its unit");
+        out!(
+            "{name}: the files are valid. If they were fixed since the last `systemctl daemon-reload`, run it; \
+             otherwise podman's Quadlet refused what they render to or is missing: \
+             see `journalctl -b -k -g aicontainers-generator` and `aictl render /etc/aicontainers/{name}.toml`"
+        );
         return Ok(ExitCode::FAILURE);
     }
     if let Some((_, link)) = plan.masked.iter().find(|(n, _)| n == name) {
-        println!("{name}: masked by {}", link.display());
+        out!("{name}: masked by {}", link.display());
         return Ok(ExitCode::FAILURE);
     }
-    println!("{name}: no such service in {}", SYSTEM_DIRS.join(", "));
+    out!("{name}: no such service in {}", SYSTEM_DIRS.join(", "));
     Ok(ExitCode::FAILURE)
 }
 
@@ -145,7 +165,7 @@ fn render(paths: &[PathBuf], accounts: &[String], podman: Option<&str>, quadlet_
     };
     let plan = plan_paths(paths, accounts.as_ref(), version)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&plan).map_err(|e| e.to_string())?);
+        out!("{}", serde_json::to_string_pretty(&plan).map_err(|e| e.to_string())?);
         return Ok(if plan.failed.is_empty() && plan.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
     let ok = plan.failed.is_empty() && plan.problems.is_empty();
@@ -158,9 +178,9 @@ fn render(paths: &[PathBuf], accounts: &[String], podman: Option<&str>, quadlet_
         }
     }
     for p in &plan.services {
-        println!("# --- {}.container (Quadlet input, podman {version}) ---", p.service.name);
-        print!("{}", p.container);
-        println!();
+        out!("# --- {}.container (Quadlet input, podman {version}) ---", p.service.name);
+        out_raw!("{}", p.container);
+        out!();
     }
     match quadlet {
         Some(q) if !plan.services.is_empty() => {
@@ -171,9 +191,9 @@ fn render(paths: &[PathBuf], accounts: &[String], podman: Option<&str>, quadlet_
             for name in names {
                 let unit = tmp.path().join(format!("{name}.service"));
                 let text = std::fs::read_to_string(&unit).unwrap_or_default();
-                println!("# --- {name}.service (made by {}) ---", q.path.display());
-                print!("{text}");
-                println!();
+                out!("# --- {name}.service (made by {}) ---", q.path.display());
+                out_raw!("{text}");
+                out!();
             }
             for f in &outcome.failed {
                 for d in &f.diagnostics {
@@ -202,10 +222,14 @@ fn plan_paths(paths: &[PathBuf], accounts: &dyn Accounts, version: PodmanVersion
         } else {
             // A single file: plan it as the only service of a one-file view of its directory.
             let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("service").to_owned();
-            let one = generate::plan(&[path.parent().unwrap_or(Path::new("."))], accounts, version);
+            let dir = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            let one = generate::plan(&[dir], accounts, version);
             let mut only = Plan::default();
-            only.services.extend(one.services.into_iter().filter(|p| p.service.source == *path || p.service.name == name));
-            only.failed.extend(one.failed.into_iter().filter(|f| f.source == *path || f.name == name));
+            only.services.extend(one.services.into_iter().filter(|p| p.service.name == name));
+            only.failed.extend(one.failed.into_iter().filter(|f| f.name == name));
             if only.services.is_empty() && only.failed.is_empty() {
                 return Err(format!("{}: not a service file (expected NAME.toml)", path.display()));
             }

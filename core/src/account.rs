@@ -60,9 +60,9 @@ impl Accounts for HostAccounts {
         for (file, what) in [(&self.subuid, "UIDs"), (&self.subgid, "GIDs")] {
             let text = fs::read_to_string(file).unwrap_or_default();
             let have = subid_count(&text, &account);
-            if have == 0 {
+            if have < SUBID_RANGE {
                 return Err(format!(
-                    "account `{name}` has no subordinate {what} in {}; run `aictl account prepare {name}`",
+                    "account `{name}` has {have} subordinate {what} in {}, needs {SUBID_RANGE}; run `aictl account prepare {name}`",
                     file.display()
                 ));
             }

@@ -90,7 +90,12 @@ pub fn write_units(plan: Plan, out_dir: &Path, quadlet: &Quadlet, aictl: &Path) 
     for p in &plan.services {
         fs::write(input.join(format!("{}.container", p.service.name)), &p.container)?;
     }
-    let said = if plan.services.is_empty() { String::new() } else { quadlet.run(&input, &output).map_err(io::Error::other)? };
+    // If Quadlet cannot even run, every service fails with that reason below (no unit in `output`).
+    let said = if plan.services.is_empty() {
+        String::new()
+    } else {
+        quadlet.run(&input, &output).unwrap_or_else(|why| why)
+    };
 
     let mut failed = plan.failed;
     for p in plan.services {

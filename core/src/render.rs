@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::account::Account;
-use crate::spec::Service;
+use crate::spec::{parse_duration, Service};
 
 /// A podman version, as `quadlet -version` prints it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -53,6 +53,19 @@ impl std::fmt::Display for PodmanVersion {
 const LOG_DRIVER: PodmanVersion = PodmanVersion(4, 5, 0);
 const HEALTH_KEYS: PodmanVersion = PodmanVersion(4, 5, 0);
 const RUN_INIT: PodmanVersion = PodmanVersion(4, 5, 0);
+const STOP_TIMEOUT: PodmanVersion = PodmanVersion(5, 0, 0);
+
+/// A systemd time span as podman (Go's time.ParseDuration) reads it.
+fn go_duration(span: &str) -> String {
+    let us = parse_duration(span).unwrap_or(0);
+    if us % 1_000_000 == 0 {
+        format!("{}s", us / 1_000_000)
+    } else if us % 1000 == 0 {
+        format!("{}ms", us / 1000)
+    } else {
+        format!("{us}us")
+    }
+}
 
 /// The label every container we run carries, so the agent and `podman ps` can find ours.
 pub const LABEL_SERVICE: &str = "io.aicontainers.service";
@@ -150,10 +163,10 @@ pub fn container(service: &Service, account: &Account, podman: PodmanVersion) ->
     if let Some(h) = &service.health {
         let pairs = [
             ("HealthCmd", "--health-cmd", Some(h.command.clone())),
-            ("HealthInterval", "--health-interval", h.interval.clone()),
-            ("HealthTimeout", "--health-timeout", h.timeout.clone()),
+            ("HealthInterval", "--health-interval", h.interval.as_deref().map(go_duration)),
+            ("HealthTimeout", "--health-timeout", h.timeout.as_deref().map(go_duration)),
             ("HealthRetries", "--health-retries", h.retries.map(|r| r.to_string())),
-            ("HealthStartPeriod", "--health-start-period", h.start_period.as_ref().map(|s| s.replace(' ', ""))),
+            ("HealthStartPeriod", "--health-start-period", h.start_period.as_deref().map(go_duration)),
         ];
         for (key, option, value) in pairs {
             let Some(value) = value else { continue };
@@ -162,6 +175,16 @@ pub fn container(service: &Service, account: &Account, podman: PodmanVersion) ->
             } else {
                 podman_args.push(format!("{option}={value}"));
             }
+        }
+    }
+    // podman's own stop timeout decides how long `podman rm -f` waits before SIGKILL; systemd's
+    // TimeoutStopSec= below leaves room for it.
+    let stop_secs = service.stop_timeout.as_deref().map(|t| parse_duration(t).unwrap_or(0).div_ceil(1_000_000));
+    if let Some(secs) = stop_secs {
+        if podman >= STOP_TIMEOUT {
+            let _ = writeln!(u, "StopTimeout={secs}");
+        } else {
+            podman_args.push(format!("--stop-timeout={secs}"));
         }
     }
     if !podman_args.is_empty() {
@@ -179,14 +202,14 @@ pub fn container(service: &Service, account: &Account, podman: PodmanVersion) ->
     if let Some(delay) = &service.restart_delay {
         let _ = writeln!(u, "RestartSec={delay}");
     }
-    if let Some(timeout) = &service.stop_timeout {
-        let _ = writeln!(u, "TimeoutStopSec={timeout}");
+    if let Some(secs) = stop_secs {
+        let _ = writeln!(u, "TimeoutStopSec={}", secs + 15);
     }
     if let Some(memory) = &service.resources.memory {
         let _ = writeln!(u, "MemoryMax={memory}");
     }
     if let Some(cpus) = service.resources.cpus {
-        let _ = writeln!(u, "CPUQuota={}%", (cpus * 100.0).round() as u64);
+        let _ = writeln!(u, "CPUQuota={}%", ((cpus * 100.0).round() as u64).max(1));
     }
     if let Some(pids) = service.resources.pids {
         let _ = writeln!(u, "TasksMax={pids}");

@@ -429,10 +429,10 @@ pub fn from_table(
                 }
             });
             let cpus = r.get("cpus").and_then(|e| match e.node.value {
-                Value::Float(x) if x > 0.0 && x.is_finite() => Some(x),
-                Value::Integer(i) if i > 0 => Some(i as f64),
+                Value::Float(x) if (0.01..=100_000.0).contains(&x) => Some(x),
+                Value::Integer(i) if (1..=100_000).contains(&i) => Some(i as f64),
                 _ => {
-                    diags.push(e.node.origin.error("resources.cpus", "expected a positive number of CPUs, such as 2 or 0.5"));
+                    diags.push(e.node.origin.error("resources.cpus", "expected a number of CPUs of at least 0.01, such as 2 or 0.5"));
                     None
                 }
             });
@@ -488,8 +488,8 @@ fn start_of(origin: &Origin) -> Origin {
 
 fn duration(section: &Section<'_>, key: &str, diags: &mut Vec<Diagnostic>) -> Option<String> {
     let (value, origin) = section.string(key, diags)?;
-    match check_duration(&value) {
-        Ok(()) => Some(value),
+    match parse_duration(&value) {
+        Ok(_) => Some(value),
         Err(why) => {
             diags.push(origin.error(&section.path(key), why));
             None
@@ -618,37 +618,48 @@ fn check_cdi_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// systemd time spans: one or more NUMBER[UNIT], such as `30s`, `1min 30s`, `500ms`.
-pub fn check_duration(value: &str) -> Result<(), String> {
-    const UNITS: &[&str] = &[
-        "", "us", "usec", "ms", "msec", "s", "sec", "second", "seconds", "m", "min", "minute", "minutes", "h", "hr",
-        "hour", "hours", "d", "day", "days",
+/// systemd time spans: one or more NUMBER[UNIT], such as `30s`, `1min 30s`, `500ms`; a bare
+/// number is seconds. Returns microseconds.
+pub fn parse_duration(value: &str) -> Result<u64, String> {
+    const UNITS: &[(&str, f64)] = &[
+        ("", 1e6), ("us", 1.0), ("usec", 1.0), ("ms", 1e3), ("msec", 1e3), ("s", 1e6), ("sec", 1e6),
+        ("second", 1e6), ("seconds", 1e6), ("m", 60e6), ("min", 60e6), ("minute", 60e6), ("minutes", 60e6),
+        ("h", 3600e6), ("hr", 3600e6), ("hour", 3600e6), ("hours", 3600e6), ("d", 86400e6), ("day", 86400e6),
+        ("days", 86400e6),
     ];
-    let compact: String = value.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut rest = compact.as_str();
+    let not_a_duration = || format!("`{value}` is not a duration (such as 30s, 5min or 1h 30min)");
+    let mut rest = value.trim();
     if rest.is_empty() {
         return Err("empty duration".into());
     }
+    let mut total = 0.0;
     while !rest.is_empty() {
         let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!("`{value}` is not a duration (such as 30s, 5min or 1h 30min)"));
-        }
+        let number: f64 = rest[..digits].parse().map_err(|_| not_a_duration())?;
         let after = &rest[digits..];
         let unit_len = after.find(|c: char| c.is_ascii_digit() || c == ' ').unwrap_or(after.len());
-        if !UNITS.contains(&&after[..unit_len]) {
-            return Err(format!("`{value}`: unknown time unit `{}` (use us, ms, s, min, h or d)", &after[..unit_len]));
-        }
+        let unit = &after[..unit_len];
+        let Some((_, scale)) = UNITS.iter().find(|(u, _)| *u == unit) else {
+            return Err(format!("`{value}`: unknown time unit `{unit}` (use us, ms, s, min, h or d)"));
+        };
+        total += number * scale;
         rest = after[unit_len..].trim_start();
     }
-    Ok(())
+    if total > 1e15 {
+        return Err(format!("`{value}` is too long"));
+    }
+    Ok(total.round() as u64)
 }
 
-/// systemd byte sizes as `MemoryMax=` takes them: a number with an optional K, M, G or T.
+/// systemd byte sizes as `MemoryMax=` takes them: digits with an optional K, M, G or T (1024-based).
 fn check_bytes(value: &str) -> Result<(), String> {
-    let digits = value.trim_end_matches(['K', 'M', 'G', 'T', 'k']);
-    let suffix_len = value.len() - digits.len();
-    if suffix_len <= 1 && !digits.is_empty() && digits.parse::<f64>().is_ok_and(|x| x > 0.0) && !digits.starts_with(['+', '.']) {
+    let number = value.strip_suffix(['K', 'M', 'G', 'T']).unwrap_or(value);
+    let digits_ok = !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && number.bytes().filter(|&b| b == b'.').count() <= 1
+        && number.bytes().next().is_some_and(|b| b.is_ascii_digit())
+        && number.parse::<f64>().is_ok_and(|x| x > 0.0);
+    if digits_ok {
         Ok(())
     } else {
         Err(format!("`{value}` is not a memory size (such as 512M or 24G)"))
@@ -671,16 +682,16 @@ mod tests {
 
     #[test]
     fn durations_and_sizes() {
-        for ok in ["30s", "1min 30s", "500ms", "2h", "10"] {
-            assert_eq!(check_duration(ok), Ok(()), "{ok}");
+        for (ok, us) in [("30s", 30_000_000), ("1min 30s", 90_000_000), ("1min30s", 90_000_000), ("500ms", 500_000), ("2h", 7_200_000_000), ("10", 10_000_000), ("1.5s", 1_500_000)] {
+            assert_eq!(parse_duration(ok), Ok(us), "{ok}");
         }
-        for bad in ["", "s", "5 parsecs", "-1s"] {
-            assert!(check_duration(bad).is_err(), "{bad}");
+        for bad in ["", "s", "5 parsecs", "-1s", "1.2.3s", "inf"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
         }
         for ok in ["24G", "512M", "1073741824", "1.5G"] {
             assert_eq!(check_bytes(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "G", "24GB", "-1G", "lots"] {
+        for bad in ["", "G", "24GB", "-1G", "lots", "inf", "1e9", ".5G", "1.2.3G"] {
             assert!(check_bytes(bad).is_err(), "{bad}");
         }
     }
