@@ -198,6 +198,8 @@ pub fn container(service: &Service, account: &Account, podman: PodmanVersion) ->
     let runtime = account.runtime_dir();
     let _ = writeln!(u, "Environment=XDG_RUNTIME_DIR={runtime}");
     let _ = writeln!(u, "Environment=DBUS_SESSION_BUS_ADDRESS=unix:path={runtime}/bus");
+    // conmon exits 143 when systemd's SIGTERM reaches it on stop: that is a clean stop.
+    u.push_str("SuccessExitStatus=143\n");
     let _ = writeln!(u, "Restart={}", service.restart.as_systemd());
     if let Some(delay) = &service.restart_delay {
         let _ = writeln!(u, "RestartSec={delay}");

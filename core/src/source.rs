@@ -41,16 +41,39 @@ fn is_masked(path: &Path) -> bool {
     fs::read_link(path).is_ok_and(|target| target == Path::new("/dev/null"))
 }
 
-/// Lists `dir`, tolerating its absence (most hosts have no /usr/lib/aicontainers).
-fn entries(dir: &Path, problems: &mut Vec<Diagnostic>) -> Vec<(String, PathBuf)> {
+/// One directory entry, with its type from readdir (no extra stat for plain files).
+struct DirItem {
+    name: String,
+    path: PathBuf,
+    file_type: Option<fs::FileType>,
+}
+
+impl DirItem {
+    fn is_dir(&self) -> bool {
+        match self.file_type {
+            Some(t) if t.is_symlink() => self.path.is_dir(),
+            Some(t) => t.is_dir(),
+            None => self.path.is_dir(),
+        }
+    }
+
+    fn is_masked(&self) -> bool {
+        self.file_type.is_none_or(|t| t.is_symlink()) && is_masked(&self.path)
+    }
+}
+
+/// Lists `dir`, sorted by name, tolerating its absence (most hosts have no /usr/lib/aicontainers).
+fn entries(dir: &Path, problems: &mut Vec<Diagnostic>) -> Vec<DirItem> {
     match fs::read_dir(dir) {
         Ok(rd) => {
-            let mut out: Vec<(String, PathBuf)> = rd
+            let mut out: Vec<DirItem> = rd
                 .filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().into_string().ok().map(|n| (n, e.path())))
-                .filter(|(n, _)| !n.starts_with('.'))
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    (!name.starts_with('.')).then(|| DirItem { path: e.path(), file_type: e.file_type().ok(), name })
+                })
                 .collect();
-            out.sort();
+            out.sort_by(|a, b| a.name.cmp(&b.name));
             out
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory => Vec::new(),
@@ -65,46 +88,55 @@ fn entries(dir: &Path, problems: &mut Vec<Diagnostic>) -> Vec<(String, PathBuf)>
 pub fn discover<P: AsRef<Path>>(dirs: &[P]) -> Discovery {
     let mut out = Discovery::default();
     // name -> main file, highest priority wins; walk from the top down.
-    let mut mains: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut mains: BTreeMap<String, (PathBuf, bool)> = BTreeMap::new();
+    // Directories holding NAME.toml.d/, so that only existing drop-in directories are read.
+    let mut drop_in_dirs: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     for dir in dirs.iter().rev() {
-        for (file_name, path) in entries(dir.as_ref(), &mut out.problems) {
-            let Some(name) = file_name.strip_suffix(".toml") else { continue };
+        for item in entries(dir.as_ref(), &mut out.problems) {
+            if let Some(name) = item.name.strip_suffix(".toml.d") {
+                if item.is_dir() {
+                    drop_in_dirs.entry(name.to_owned()).or_default().push(item.path);
+                }
+                continue;
+            }
+            let Some(name) = item.name.strip_suffix(".toml") else { continue };
             if mains.contains_key(name) {
                 continue;
             }
             if let Err(why) = spec::check_service_name(name) {
-                out.problems.push(Diagnostic::file(&path, why));
+                out.problems.push(Diagnostic::file(&item.path, why));
                 continue;
             }
-            if path.is_dir() {
-                out.problems.push(Diagnostic::file(&path, "is a directory, expected a service file"));
+            if item.is_dir() {
+                out.problems.push(Diagnostic::file(&item.path, "is a directory, expected a service file"));
                 continue;
             }
-            mains.insert(name.to_owned(), path);
+            let masked = item.is_masked();
+            mains.insert(name.to_owned(), (item.path, masked));
         }
     }
-    for (name, main) in mains {
-        if is_masked(&main) {
+    for (name, (main, masked)) in mains {
+        if masked {
             out.masked.push((name, main));
             continue;
         }
-        let drop_ins = drop_ins(dirs, &name, &mut out.problems);
+        let drop_ins = drop_in_dirs.get(&name).map(|d| drop_ins(d, &mut out.problems)).unwrap_or_default();
         out.services.push(ServiceFiles { name, main, drop_ins });
     }
     out
 }
 
-fn drop_ins<P: AsRef<Path>>(dirs: &[P], name: &str, problems: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
-    let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for dir in dirs.iter().rev() {
-        let d = dir.as_ref().join(format!("{name}.toml.d"));
-        for (file_name, path) in entries(&d, problems) {
-            if file_name.ends_with(".toml") && !by_name.contains_key(&file_name) {
-                by_name.insert(file_name, path);
+/// Drop-ins from `dirs` (highest priority first): by file name, the highest wins.
+fn drop_ins(dirs: &[PathBuf], problems: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
+    let mut by_name: BTreeMap<String, DirItem> = BTreeMap::new();
+    for dir in dirs {
+        for item in entries(dir, problems) {
+            if item.name.ends_with(".toml") && !by_name.contains_key(&item.name) {
+                by_name.insert(item.name.clone(), item);
             }
         }
     }
-    by_name.into_values().filter(|p| !is_masked(p)).collect()
+    by_name.into_values().filter(|item| !item.is_masked()).map(|item| item.path).collect()
 }
 
 fn read(path: &Path) -> Result<String, Diagnostic> {

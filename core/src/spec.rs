@@ -17,6 +17,8 @@ pub const FORMAT_VERSION: i64 = 1;
 
 /// Top-level sections, and the ones reserved for later versions (parsed as errors that say so).
 const TOP_KEYS: &[&str] = &["format", "service", "gpu", "resources", "health"];
+/// Top-level keys that are neither valid nor unknown: reported by `RESERVED_TOP`.
+const RESERVED_NAMES: &[&str] = &["model", "sandbox"];
 const RESERVED_TOP: &[(&str, &str)] = &[
     ("model", "model mounts from the model cache are planned for a later version of aicontainers"),
     ("sandbox", "agent sandboxes are planned for a later version of aicontainers"),
@@ -139,7 +141,7 @@ struct Section<'a> {
 impl<'a> Section<'a> {
     fn new(prefix: &str, table: &'a Table, known: &'static [&'static str], diags: &mut Vec<Diagnostic>) -> Self {
         for (key, entry) in table {
-            if !known.contains(&key.as_str()) {
+            if !known.contains(&key.as_str()) && !(prefix.is_empty() && RESERVED_NAMES.contains(&key.as_str())) {
                 let path = join(prefix, key);
                 let mut message = format!("unknown key `{key}`");
                 if let Some(near) = suggest(key, known.iter().copied()) {
@@ -267,15 +269,14 @@ pub fn from_table(
     partial: bool,
 ) -> Result<Service, Vec<Diagnostic>> {
     let mut diags = Vec::new();
-    let top_known: &'static [&'static str] = TOP_KEYS;
     // Reserved sections get their own message rather than "unknown key".
-    let mut visible = root.clone();
     for (reserved, why) in RESERVED_TOP {
-        if let Some(entry) = visible.remove(*reserved) {
+        if let Some(entry) = root.get(*reserved) {
             diags.push(entry.key_origin.error(reserved, format!("not supported by this version: {why}")));
         }
     }
-    let top = Section::new("", &visible, top_known, &mut diags);
+    let top = Section::new("", root, TOP_KEYS, &mut diags);
+    let visible = root;
 
     if let Some(format) = top.integer("format", i64::MIN, i64::MAX, &mut diags) {
         if format != FORMAT_VERSION {
