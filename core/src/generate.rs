@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write as _};
+use std::io;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
@@ -43,28 +43,68 @@ pub struct Plan {
     pub problems: Vec<Diagnostic>,
 }
 
-/// Reads every service in `dirs` and renders the ones that are valid. Never stops at a bad one.
-pub fn plan<P: AsRef<Path>>(dirs: &[P], accounts: &dyn Accounts, podman: PodmanVersion) -> Plan {
+/// Services read and checked, accounts resolved: everything but rendering, which needs the
+/// podman version (the generator asks Quadlet for it meanwhile).
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub services: Vec<(Service, Account)>,
+    pub failed: Vec<Failed>,
+    pub masked: Vec<(String, PathBuf)>,
+    pub problems: Vec<Diagnostic>,
+}
+
+/// Runs `f` over `items` on a few threads, keeping the order. Boot runs generators in parallel
+/// with each other, so this stays small: at most 4 threads, none for small inputs.
+pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    if threads < 2 || items.len() < 64 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items.chunks(chunk).map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<R>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
+}
+
+/// Reads and checks every service in `dirs` and looks up their accounts. Never stops at a bad one.
+pub fn load<P: AsRef<Path>>(dirs: &[P], accounts: &dyn Accounts) -> Loaded {
     let Discovery { services, masked, problems } = source::discover(dirs);
-    let mut plan = Plan { masked, problems, ..Plan::default() };
+    let mut loaded = Loaded { masked, problems, ..Loaded::default() };
+    let checked = par_map(&services, source::load);
     // Many services share few accounts: look each up once.
     let mut known: BTreeMap<String, Result<Account, String>> = BTreeMap::new();
-    for files in services {
-        let checked = source::load(&files).and_then(|service| {
+    for (files, checked) in services.into_iter().zip(checked) {
+        let checked = checked.and_then(|service| {
             let account = known.entry(service.run_as.clone()).or_insert_with(|| accounts.lookup(&service.run_as));
             account.clone().map(|account| (service, account)).map_err(|why| {
                 vec![Diagnostic { path: files.main.clone(), line: 0, col: 0, key: "service.run-as".into(), message: why }]
             })
         });
         match checked {
-            Ok((service, account)) => {
-                let container = render::container(&service, &account, podman);
-                plan.services.push(Planned { service, account, container });
-            }
-            Err(diagnostics) => plan.failed.push(Failed { name: files.name, source: files.main, diagnostics }),
+            Ok(ok) => loaded.services.push(ok),
+            Err(diagnostics) => loaded.failed.push(Failed { name: files.name, source: files.main, diagnostics }),
         }
     }
-    plan
+    loaded
+}
+
+/// Renders the loaded services for `podman`.
+pub fn render(loaded: Loaded, podman: PodmanVersion) -> Plan {
+    let Loaded { services, failed, masked, problems } = loaded;
+    let services = services
+        .into_iter()
+        .map(|(service, account)| {
+            let container = render::container(&service, &account, podman);
+            Planned { service, account, container }
+        })
+        .collect();
+    Plan { services, failed, masked, problems }
+}
+
+/// Reads every service in `dirs` and renders the ones that are valid. Never stops at a bad one.
+pub fn plan<P: AsRef<Path>>(dirs: &[P], accounts: &dyn Accounts, podman: PodmanVersion) -> Plan {
+    render(load(dirs, accounts), podman)
 }
 
 /// What a generator run did.
@@ -73,6 +113,9 @@ pub struct Outcome {
     pub generated: Vec<String>,
     pub failed: Vec<Failed>,
     pub problems: Vec<Diagnostic>,
+    /// Milliseconds spent in each step, for `AICONTAINERS_TIMING`.
+    #[serde(skip)]
+    pub timings: Vec<(&'static str, f64)>,
 }
 
 /// Writes the units of `plan` into `out_dir` (the generator's normal directory).
@@ -82,66 +125,81 @@ pub struct Outcome {
 /// `systemctl status` tell the sysadmin what is wrong instead of "unit not found".
 pub fn write_units(plan: Plan, out_dir: &Path, quadlet: &Quadlet, aictl: &Path) -> io::Result<Outcome> {
     let mut outcome = Outcome { problems: plan.problems, ..Outcome::default() };
-    let staging = out_dir.join(".aicontainers");
-    let (input, output) = (staging.join("in"), staging.join("out"));
-    let _ = fs::remove_dir_all(&staging);
+    // Quadlet reads our files from a private directory and writes its units straight into
+    // `out_dir`; each is then finished in place (SourcePath=, container-id file).
+    let mut clock = std::time::Instant::now();
+    let mut lap = |name: &'static str, timings: &mut Vec<(&'static str, f64)>| {
+        timings.push((name, clock.elapsed().as_secs_f64() * 1e3));
+        clock = std::time::Instant::now();
+    };
+    let input = out_dir.join(".aicontainers-quadlet");
+    let output = out_dir;
+    let _ = fs::remove_dir_all(&input);
     fs::create_dir_all(&input)?;
-    fs::create_dir_all(&output)?;
-    for p in &plan.services {
-        fs::write(input.join(format!("{}.container", p.service.name)), &p.container)?;
-    }
+    par_map(&plan.services, |p| fs::write(input.join(format!("{}.container", p.service.name)), &p.container))
+        .into_iter()
+        .collect::<io::Result<()>>()?;
+    lap("write inputs", &mut outcome.timings);
     // If Quadlet cannot even run, every service fails with that reason below (no unit in `output`).
     let said = if plan.services.is_empty() {
         String::new()
     } else {
         quadlet.run(&input, &output).unwrap_or_else(|why| why)
     };
+    lap("quadlet", &mut outcome.timings);
 
+    // Finish each unit Quadlet wrote (on a few threads: this is most of our own I/O).
+    let finished = par_map(&plan.services, |p| -> io::Result<bool> {
+        let unit_name = format!("{}.service", p.service.name);
+        let Ok(unit) = fs::read_to_string(output.join(&unit_name)) else { return Ok(false) };
+        let header = format!(
+            "# Generated by aicontainers-generator from {} by podman {}'s Quadlet.\n",
+            p.service.source.display(),
+            quadlet.version
+        );
+        let text = finish_unit(&unit, &p.service.source, &p.account.runtime_dir(), &header);
+        // Overwritten in place: systemd reads generator output only after every generator has
+        // exited, so nobody can see it half-written, and this halves the file operations.
+        fs::write(output.join(&unit_name), text)?;
+        Ok(true)
+    });
+    lap("finish units", &mut outcome.timings);
     let mut failed = plan.failed;
-    for p in plan.services {
+    for (p, finished) in plan.services.into_iter().zip(finished) {
         let name = &p.service.name;
         let unit_name = format!("{name}.service");
-        match fs::read_to_string(output.join(&unit_name)) {
-            Ok(unit) => {
-                let header = format!(
-                    "# Generated by aicontainers-generator from {} by podman {}'s Quadlet.\n",
-                    p.service.source.display(),
-                    quadlet.version
-                );
-                let text = finish_unit(&unit, &p.service.source, &p.account.runtime_dir(), &header);
-                write_atomic(&out_dir.join(&unit_name), text.as_bytes())?;
-                if p.service.enable {
-                    let wants = out_dir.join("multi-user.target.wants");
-                    fs::create_dir_all(&wants)?;
-                    let link = wants.join(&unit_name);
-                    let _ = fs::remove_file(&link);
-                    symlink(Path::new("..").join(&unit_name), &link)?;
-                }
-                outcome.generated.push(name.clone());
+        if finished? {
+            if p.service.enable {
+                let wants = out_dir.join("multi-user.target.wants");
+                fs::create_dir_all(&wants)?;
+                let link = wants.join(&unit_name);
+                let _ = fs::remove_file(&link);
+                symlink(Path::new("..").join(&unit_name), &link)?;
             }
-            Err(_) => {
-                // Quadlet refused it: keep what it said about this file.
-                let file = format!("{name}.container");
-                let reasons: Vec<&str> = said.lines().filter(|l| l.contains(&file)).collect();
-                let message = if reasons.is_empty() {
-                    format!("podman's Quadlet produced no unit: {}", said.trim())
-                } else {
-                    format!("podman's Quadlet refused it: {}", reasons.join("; "))
-                };
-                failed.push(Failed {
-                    name: name.clone(),
-                    source: p.service.source.clone(),
-                    diagnostics: vec![Diagnostic::file(&p.service.source, message)],
-                });
-            }
+            outcome.generated.push(name.clone());
+        } else {
+            // Quadlet refused it: keep what it said about this file.
+            let file = format!("{name}.container");
+            let reasons: Vec<&str> = said.lines().filter(|l| l.contains(&file)).collect();
+            let message = if reasons.is_empty() {
+                format!("podman's Quadlet produced no unit: {}", said.trim())
+            } else {
+                format!("podman's Quadlet refused it: {}", reasons.join("; "))
+            };
+            failed.push(Failed {
+                name: name.clone(),
+                source: p.service.source.clone(),
+                diagnostics: vec![Diagnostic::file(&p.service.source, message)],
+            });
         }
     }
-    fs::remove_dir_all(&staging)?;
+    fs::remove_dir_all(&input)?;
+    lap("links + cleanup", &mut outcome.timings);
 
     failed.sort_by(|a, b| a.name.cmp(&b.name));
     for f in &failed {
         let text = failed_unit(f, aictl);
-        write_atomic(&out_dir.join(format!("{}.service", f.name)), text.as_bytes())?;
+        replace_file(&out_dir.join(format!("{}.service", f.name)), text.as_bytes())?;
     }
     outcome.failed = failed;
     Ok(outcome)
@@ -166,15 +224,12 @@ pub fn failed_unit(f: &Failed, aictl: &Path) -> String {
     u
 }
 
-/// Writes `path` so that readers see the old file or the new one, never half of one.
-pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+/// Replaces `path` by renaming a complete file over it, so it is never seen half-written.
+/// No fsync: generator output lives in /run (tmpfs) and is rebuilt on every daemon-reload.
+pub fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-    }
+    fs::write(&tmp, data)?;
     fs::rename(&tmp, path)
 }

@@ -7,7 +7,7 @@
 //! directory.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 use crate::render::PodmanVersion;
 
@@ -28,6 +28,16 @@ pub struct Quadlet {
 impl Quadlet {
     /// Finds Quadlet (`$AICONTAINERS_QUADLET` first) and asks its version.
     pub fn find() -> Result<Self, String> {
+        Self::ask_version()?.wait()
+    }
+
+    pub fn at(path: PathBuf) -> Result<Self, String> {
+        Self::ask(path)?.wait()
+    }
+
+    /// Finds Quadlet and starts asking its version, without waiting for the answer: the
+    /// generator reads the service files meanwhile.
+    pub fn ask_version() -> Result<Pending, String> {
         let candidates: Vec<PathBuf> = std::env::var_os("AICONTAINERS_QUADLET")
             .map(PathBuf::from)
             .into_iter()
@@ -37,14 +47,31 @@ impl Quadlet {
             .into_iter()
             .find(|p| p.is_file())
             .ok_or_else(|| format!("podman's Quadlet was not found (looked in {}); install podman 4.4 or later", SEARCH_PATH.join(", ")))?;
-        Self::at(path)
+        Self::ask(path)
     }
 
-    pub fn at(path: PathBuf) -> Result<Self, String> {
-        let out = Command::new(&path)
+    fn ask(path: PathBuf) -> Result<Pending, String> {
+        let child = Command::new(&path)
             .arg("-version")
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
             .map_err(|e| format!("cannot run {}: {e}", path.display()))?;
+        Ok(Pending { path, child })
+    }
+}
+
+/// A Quadlet whose version is being asked.
+#[derive(Debug)]
+pub struct Pending {
+    path: PathBuf,
+    child: Child,
+}
+
+impl Pending {
+    pub fn wait(self) -> Result<Quadlet, String> {
+        let Pending { path, child } = self;
+        let out = child.wait_with_output().map_err(|e| format!("cannot run {}: {e}", path.display()))?;
         let text = String::from_utf8_lossy(&out.stdout);
         let version = PodmanVersion::parse(&text)
             .ok_or_else(|| format!("{} -version printed no version: {text:?}", path.display()))?;
@@ -53,7 +80,9 @@ impl Quadlet {
         }
         Ok(Quadlet { path, version })
     }
+}
 
+impl Quadlet {
     /// Runs Quadlet (system scope) on the `.container` files in `input`, writing units to
     /// `output`. Returns what it said: it exits 1 when any file failed, and still writes the rest.
     pub fn run(&self, input: &Path, output: &Path) -> Result<String, String> {

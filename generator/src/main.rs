@@ -64,10 +64,17 @@ fn main() -> ExitCode {
     let timing = std::env::var_os("AICONTAINERS_TIMING").is_some();
     let t0 = Instant::now();
 
-    let quadlet = Quadlet::find();
+    // Quadlet answers its version while we read the files.
+    let pending = Quadlet::ask_version();
+    let loaded = generate::load(&config_dirs(), &HostAccounts::default());
+    let t_load = t0.elapsed();
+    let waited = Instant::now();
+    let quadlet = pending.and_then(|p| p.wait());
+    let t_wait = waited.elapsed();
     let version = quadlet.as_ref().map_or(PodmanVersion::MIN, |q| q.version);
-    let mut plan = generate::plan(&config_dirs(), &HostAccounts::default(), version);
-    let t_plan = t0.elapsed();
+    let t_render = Instant::now();
+    let mut plan = generate::render(loaded, version);
+    let t_plan = t_load + t_render.elapsed();
 
     let quadlet = match quadlet {
         Ok(q) => q,
@@ -100,11 +107,15 @@ fn main() -> ExitCode {
         &format!("{} services generated, {} invalid", outcome.generated.len(), outcome.failed.len()),
     );
     if timing {
+        let steps: Vec<String> = outcome.timings.iter().map(|(step, ms)| format!("{step} {ms:.2} ms")).collect();
         eprintln!(
-            "aicontainers-generator: parse+plan+render {:.2} ms, total {:.2} ms, {} services",
+            "aicontainers-generator: parse+plan+render {:.2} ms, total {:.2} ms, {} services (load {:.2} ms, wait for quadlet -version {:.2} ms, {})",
             t_plan.as_secs_f64() * 1e3,
             t_all.as_secs_f64() * 1e3,
-            outcome.generated.len()
+            outcome.generated.len(),
+            t_load.as_secs_f64() * 1e3,
+            t_wait.as_secs_f64() * 1e3,
+            steps.join(", ")
         );
     }
     // Like Quadlet: a failed file makes the run fail (systemd logs it), the rest is written.
