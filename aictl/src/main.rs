@@ -75,6 +75,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a service's health checks every INTERVAL seconds (started by its unit; see
+    /// docs/rootless.md). Detaches unless --foreground.
+    #[command(hide = true)]
+    HealthWatch {
+        name: String,
+        #[arg(long, default_value_t = 30)]
+        interval: u64,
+        #[arg(long)]
+        foreground: bool,
+    },
     /// Manage the unprivileged accounts that services run as.
     Account {
         #[command(subcommand)]
@@ -93,6 +103,7 @@ fn main() -> ExitCode {
             render(&paths, &account, podman_version.as_deref(), quadlet_only, json)
         }
         Command::Account { command } => account::run(command),
+        Command::HealthWatch { name, interval, foreground } => health_watch(&name, interval, foreground),
     };
     match result {
         Ok(code) => code,
@@ -123,6 +134,38 @@ fn validate(files: &[PathBuf], drop_in: bool, json: bool) -> Result<ExitCode, St
         }
     }
     Ok(if all.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Runs `podman healthcheck run NAME` every `interval` seconds and logs each change of state.
+/// podman records the result (`podman inspect`, `podman ps` show healthy/unhealthy).
+fn health_watch(name: &str, interval: u64, foreground: bool) -> Result<ExitCode, String> {
+    if !foreground {
+        // Detach: ExecStartPost= must return; the child stays in the unit's cgroup.
+        let me = std::env::current_exe().map_err(|e| e.to_string())?;
+        std::process::Command::new(me)
+            .args(["health-watch", "--foreground", "--interval", &interval.to_string(), name])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the health watch: {e}"))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut last: Option<String> = None;
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(interval));
+        let out = std::process::Command::new("podman").args(["healthcheck", "run", name]).output();
+        let state = match out {
+            Ok(o) if o.status.success() => "healthy".to_owned(),
+            Ok(o) => {
+                let said = String::from_utf8_lossy(&o.stdout).trim().to_owned() + String::from_utf8_lossy(&o.stderr).trim();
+                if said.is_empty() { "unhealthy".to_owned() } else { said }
+            }
+            Err(e) => format!("cannot run podman: {e}"),
+        };
+        if last.as_deref() != Some(state.as_str()) {
+            out!("health check of {name}: {state}");
+            last = Some(state);
+        }
+    }
 }
 
 /// What the unit of an invalid service runs: the reasons, from every layer and the account.

@@ -163,7 +163,11 @@ pub fn container(service: &Service, account: &Account, podman: PodmanVersion) ->
     if let Some(h) = &service.health {
         let pairs = [
             ("HealthCmd", "--health-cmd", Some(h.command.clone())),
-            ("HealthInterval", "--health-interval", h.interval.as_deref().map(go_duration)),
+            // podman's own schedule is a timer in the account's user manager, whose `podman
+            // healthcheck run` cannot enter a container in a system unit's cgroup (EACCES on
+            // cgroup.procs). It is off; `aictl health-watch`, started inside the unit, runs the
+            // checks instead (see [Service] below).
+            ("HealthInterval", "--health-interval", Some("disable".to_owned())),
             ("HealthTimeout", "--health-timeout", h.timeout.as_deref().map(go_duration)),
             ("HealthRetries", "--health-retries", h.retries.map(|r| r.to_string())),
             ("HealthStartPeriod", "--health-start-period", h.start_period.as_deref().map(go_duration)),
@@ -198,6 +202,12 @@ pub fn container(service: &Service, account: &Account, podman: PodmanVersion) ->
     let runtime = account.runtime_dir();
     let _ = writeln!(u, "Environment=XDG_RUNTIME_DIR={runtime}");
     let _ = writeln!(u, "Environment=DBUS_SESSION_BUS_ADDRESS=unix:path={runtime}/bus");
+    if let Some(h) = &service.health {
+        // Runs `podman healthcheck run` every interval from inside this unit's cgroup, where
+        // entering the container is allowed; it detaches and lives until the unit stops.
+        let interval = h.interval.as_deref().map_or(30, |i| parse_duration(i).unwrap_or(30_000_000).div_ceil(1_000_000).max(1));
+        let _ = writeln!(u, "ExecStartPost={} health-watch --interval {interval} {}", crate::AICTL_PATH, service.name);
+    }
     // conmon exits 143 when systemd's SIGTERM reaches it on stop: that is a clean stop.
     u.push_str("SuccessExitStatus=143\n");
     let _ = writeln!(u, "Restart={}", service.restart.as_systemd());
