@@ -125,8 +125,9 @@ pub struct Outcome {
 /// `systemctl status` tell the sysadmin what is wrong instead of "unit not found".
 pub fn write_units(plan: Plan, out_dir: &Path, quadlet: &Quadlet, aictl: &Path) -> io::Result<Outcome> {
     let mut outcome = Outcome { problems: plan.problems, ..Outcome::default() };
-    // Quadlet reads our files from a private directory and writes its units straight into
-    // `out_dir`; each is then finished in place (SourcePath=, container-id file).
+    // Quadlet reads our files from a private directory, `out_dir/.aicontainers-quadlet`, and
+    // writes its units straight into `out_dir`; each is then finished in place (SourcePath=,
+    // container-id file).
     let mut clock = std::time::Instant::now();
     let mut lap = |name: &'static str, timings: &mut Vec<(&'static str, f64)>| {
         timings.push((name, clock.elapsed().as_secs_f64() * 1e3));
@@ -193,8 +194,9 @@ pub fn write_units(plan: Plan, out_dir: &Path, quadlet: &Quadlet, aictl: &Path) 
             });
         }
     }
-    fs::remove_dir_all(&input)?;
-    lap("links + cleanup", &mut outcome.timings);
+    // The inputs stay (systemd ignores the hidden directory): they show what Quadlet was given,
+    // and removing a thousand files would cost as much as finishing the units.
+    lap("links", &mut outcome.timings);
 
     failed.sort_by(|a, b| a.name.cmp(&b.name));
     for f in &failed {
