@@ -30,12 +30,21 @@ pub enum AccountCommand {
     },
     /// Report whether an account is ready; exits 1 if not.
     Check { name: String },
+    /// Run a command as the account, with the environment its services have (runtime
+    /// directory, user bus), for example to pull or build images into its storage:
+    /// `aictl account run aimodels -- podman pull IMAGE`.
+    Run {
+        name: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 pub fn run(command: AccountCommand) -> Result<ExitCode, String> {
     match command {
         AccountCommand::Prepare { name, home } => prepare(&name, home),
         AccountCommand::Check { name } => check(&name),
+        AccountCommand::Run { name, command } => run_as(&name, &command),
     }
 }
 
@@ -98,6 +107,28 @@ fn prepare(name: &str, home: Option<PathBuf>) -> Result<ExitCode, String> {
     run_tool("loginctl", &["enable-linger", name])?;
     println!("{name}: lingering on");
     check(name)
+}
+
+fn run_as(name: &str, command: &[String]) -> Result<ExitCode, String> {
+    let account = HostAccounts::default().lookup(name)?;
+    let runtime = account.runtime_dir();
+    if !Path::new(&runtime).is_dir() {
+        // The user manager makes the runtime directory; start it as the units do.
+        run_tool("systemctl", &["start", &format!("user@{}.service", account.uid)])?;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err("account run switches accounts: run it as root".into());
+    }
+    let status = Command::new("runuser")
+        .current_dir("/")
+        .args(["-u", name, "--", "env"])
+        .arg(format!("XDG_RUNTIME_DIR={runtime}"))
+        .arg(format!("DBUS_SESSION_BUS_ADDRESS=unix:path={runtime}/bus"))
+        .arg(format!("HOME={}", account.home.display()))
+        .args(command)
+        .status()
+        .map_err(|e| format!("cannot run runuser: {e}"))?;
+    Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
 }
 
 /// The first multiple of 65536 at or above SUBID_MIN that is past every range in the files.
