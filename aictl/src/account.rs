@@ -110,21 +110,27 @@ fn prepare(name: &str, home: Option<PathBuf>) -> Result<ExitCode, String> {
 }
 
 fn run_as(name: &str, command: &[String]) -> Result<ExitCode, String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("account run switches accounts: run it as root".into());
+    }
     let account = HostAccounts::default().lookup(name)?;
     let runtime = account.runtime_dir();
     if !Path::new(&runtime).is_dir() {
         // The user manager makes the runtime directory; start it as the units do.
         run_tool("systemctl", &["start", &format!("user@{}.service", account.uid)])?;
     }
-    if !nix::unistd::geteuid().is_root() {
-        return Err("account run switches accounts: run it as root".into());
-    }
+    // A clean environment, like the units': nothing of root's (REGISTRY_AUTH_FILE,
+    // CONTAINERS_CONF, TMPDIR...) leaks into the account's podman.
     let status = Command::new("runuser")
         .current_dir("/")
-        .args(["-u", name, "--", "env"])
+        .args(["-u", name, "--", "env", "-i"])
+        .arg("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .arg(format!("HOME={}", account.home.display()))
+        .arg(format!("USER={name}"))
+        .arg(format!("LOGNAME={name}"))
         .arg(format!("XDG_RUNTIME_DIR={runtime}"))
         .arg(format!("DBUS_SESSION_BUS_ADDRESS=unix:path={runtime}/bus"))
-        .arg(format!("HOME={}", account.home.display()))
+        .args(std::env::var("TERM").map(|t| format!("TERM={t}")))
         .args(command)
         .status()
         .map_err(|e| format!("cannot run runuser: {e}"))?;

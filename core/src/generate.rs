@@ -32,6 +32,25 @@ pub struct Failed {
     pub name: String,
     pub source: PathBuf,
     pub diagnostics: Vec<Diagnostic>,
+    /// Whether it gets a unit that fails with the reasons. Not when the name belongs to
+    /// another unit: that one must stay as it is.
+    pub unit: bool,
+}
+
+/// Units of these names already exist: a generated unit would replace a packaged one
+/// (generator output ranks above /usr/lib/systemd/system) or clash with podman's own Quadlet
+/// files. `{}` is the service name.
+pub const CLAIMED_UNIT_PATHS: &[&str] = &[
+    "/usr/lib/systemd/system/{}.service",
+    "/lib/systemd/system/{}.service",
+    "/usr/local/lib/systemd/system/{}.service",
+    "/etc/containers/systemd/{}.container",
+    "/usr/share/containers/systemd/{}.container",
+];
+
+/// The existing unit or Quadlet file that already has the name `name`, if any.
+pub fn claimed_by(name: &str, patterns: &[&str]) -> Option<PathBuf> {
+    patterns.iter().map(|p| PathBuf::from(p.replace("{}", name))).find(|p| p.symlink_metadata().is_ok())
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -69,6 +88,11 @@ pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec
 
 /// Reads and checks every service in `dirs` and looks up their accounts. Never stops at a bad one.
 pub fn load<P: AsRef<Path>>(dirs: &[P], accounts: &dyn Accounts) -> Loaded {
+    load_claimed(dirs, accounts, CLAIMED_UNIT_PATHS)
+}
+
+/// [`load`], with the places of units that services must not replace given (for tests).
+pub fn load_claimed<P: AsRef<Path>>(dirs: &[P], accounts: &dyn Accounts, claimed: &[&str]) -> Loaded {
     let Discovery { services, masked, problems } = source::discover(dirs);
     let mut loaded = Loaded { masked, problems, ..Loaded::default() };
     let checked = par_map(&services, source::load);
@@ -81,9 +105,18 @@ pub fn load<P: AsRef<Path>>(dirs: &[P], accounts: &dyn Accounts) -> Loaded {
                 vec![Diagnostic { path: files.main.clone(), line: 0, col: 0, key: "service.run-as".into(), message: why }]
             })
         });
+        if let Some(other) = claimed_by(&files.name, claimed) {
+            let message = format!(
+                "{} already exists, so no unit is generated for this service (it would replace that one): rename the file",
+                other.display()
+            );
+            let diagnostics = vec![Diagnostic::file(&files.main, message)];
+            loaded.failed.push(Failed { name: files.name, source: files.main, diagnostics, unit: false });
+            continue;
+        }
         match checked {
             Ok(ok) => loaded.services.push(ok),
-            Err(diagnostics) => loaded.failed.push(Failed { name: files.name, source: files.main, diagnostics }),
+            Err(diagnostics) => loaded.failed.push(Failed { name: files.name, source: files.main, diagnostics, unit: true }),
         }
     }
     loaded
@@ -145,7 +178,7 @@ pub fn write_units(plan: Plan, out_dir: &Path, quadlet: &Quadlet, aictl: &Path) 
     let said = if plan.services.is_empty() {
         String::new()
     } else {
-        quadlet.run(&input, &output).unwrap_or_else(|why| why)
+        quadlet.run(&input, output).unwrap_or_else(|why| why)
     };
     lap("quadlet", &mut outcome.timings);
 
@@ -180,8 +213,14 @@ pub fn write_units(plan: Plan, out_dir: &Path, quadlet: &Quadlet, aictl: &Path) 
             outcome.generated.push(name.clone());
         } else {
             // Quadlet refused it: keep what it said about this file.
-            let file = format!("{name}.container");
-            let reasons: Vec<&str> = said.lines().filter(|l| l.contains(&file)).collect();
+            // Quadlet names the file as "NAME.container" or .../NAME.container; its log prefix
+            // carries a PID, which would make the output differ from run to run.
+            let (quoted, path) = (format!("\"{name}.container\""), format!("/{name}.container"));
+            let reasons: Vec<&str> = said
+                .lines()
+                .filter(|l| l.contains(&quoted) || l.contains(&path))
+                .map(|l| l.split_once("]: ").map_or(l, |(_, rest)| rest))
+                .collect();
             let message = if reasons.is_empty() {
                 format!("podman's Quadlet produced no unit: {}", said.trim())
             } else {
@@ -191,6 +230,7 @@ pub fn write_units(plan: Plan, out_dir: &Path, quadlet: &Quadlet, aictl: &Path) 
                 name: name.clone(),
                 source: p.service.source.clone(),
                 diagnostics: vec![Diagnostic::file(&p.service.source, message)],
+                unit: true,
             });
         }
     }
@@ -199,7 +239,7 @@ pub fn write_units(plan: Plan, out_dir: &Path, quadlet: &Quadlet, aictl: &Path) 
     lap("links", &mut outcome.timings);
 
     failed.sort_by(|a, b| a.name.cmp(&b.name));
-    for f in &failed {
+    for f in failed.iter().filter(|f| f.unit) {
         let text = failed_unit(f, aictl);
         replace_file(&out_dir.join(format!("{}.service", f.name)), text.as_bytes())?;
     }

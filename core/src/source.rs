@@ -131,6 +131,10 @@ fn drop_ins(dirs: &[PathBuf], problems: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
     let mut by_name: BTreeMap<String, DirItem> = BTreeMap::new();
     for dir in dirs {
         for item in entries(dir, problems) {
+            if item.name.chars().any(char::is_control) {
+                problems.push(Diagnostic::file(&item.path, "a drop-in name must not contain control characters; ignored"));
+                continue;
+            }
             if item.name.ends_with(".toml") && !by_name.contains_key(&item.name) {
                 by_name.insert(item.name.clone(), item);
             }

@@ -141,7 +141,8 @@ struct Section<'a> {
 impl<'a> Section<'a> {
     fn new(prefix: &str, table: &'a Table, known: &'static [&'static str], diags: &mut Vec<Diagnostic>) -> Self {
         for (key, entry) in table {
-            if !known.contains(&key.as_str()) && !(prefix.is_empty() && RESERVED_NAMES.contains(&key.as_str())) {
+            let reserved = prefix.is_empty() && RESERVED_NAMES.contains(&key.as_str());
+            if !known.contains(&key.as_str()) && !reserved {
                 let path = join(prefix, key);
                 let mut message = format!("unknown key `{key}`");
                 if let Some(near) = suggest(key, known.iter().copied()) {
@@ -172,6 +173,10 @@ impl<'a> Section<'a> {
     fn string(&self, key: &str, diags: &mut Vec<Diagnostic>) -> Option<(String, &'a Origin)> {
         let entry = self.get(key)?;
         match &entry.node.value {
+            Value::String(s) if has_control(s) => {
+                diags.push(entry.node.origin.error(&self.path(key), CONTROL_MESSAGE));
+                None
+            }
             Value::String(s) => Some((s.clone(), &entry.node.origin)),
             _ => {
                 diags.push(self.type_error(key, &entry.node, "a string"));
@@ -215,6 +220,7 @@ impl<'a> Section<'a> {
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             match &item.value {
+                Value::String(s) if has_control(s) => diags.push(item.origin.error(&self.path(key), CONTROL_MESSAGE)),
                 Value::String(s) => out.push((s.clone(), &item.origin)),
                 other => diags.push(item.origin.error(
                     &self.path(key),
@@ -248,6 +254,13 @@ impl<'a> Section<'a> {
             }
         }
     }
+}
+
+const CONTROL_MESSAGE: &str = "contains a control character (NUL, escape, ...): only tab and newline are allowed";
+
+/// Control characters other than tab and newline cannot survive a unit file.
+fn has_control(s: &str) -> bool {
+    s.chars().any(|c| c.is_control() && c != '\t' && c != '\n')
 }
 
 fn join(prefix: &str, key: &str) -> String {
@@ -301,7 +314,14 @@ pub fn from_table(
     // Missing keys of [service] are reported at its header.
     let service_origin = visible.get("service").map_or_else(|| start_of(origin), |e| e.key_origin.clone());
 
-    let description = s.string("description", &mut diags).map(|(d, _)| d);
+    let description = s.string("description", &mut diags).and_then(|(d, origin)| {
+        if d.ends_with('\\') {
+            diags.push(origin.error("service.description", "must not end with a backslash (it would continue the unit file's line)"));
+            None
+        } else {
+            Some(d)
+        }
+    });
     let image = match s.string("image", &mut diags) {
         Some((image, origin)) => {
             if let Err(why) = check_image(&image) {
@@ -316,7 +336,16 @@ pub fn from_table(
             String::new()
         }
     };
-    let command = s.strings("command", &mut diags).unwrap_or_default().into_iter().map(|(c, _)| c).collect();
+    let mut command = Vec::new();
+    for (word, origin) in s.strings("command", &mut diags).unwrap_or_default() {
+        if word.is_empty() {
+            diags.push(origin.error("service.command", "an empty argument cannot be passed through a unit's command line; leave it out or give it a value"));
+        } else if word == ";" {
+            diags.push(origin.error("service.command", "a lone `;` separates commands on a unit's command line; put it inside a shell command (\"sh\", \"-c\", \"a; b\") instead"));
+        } else {
+            command.push(word);
+        }
+    }
     let run_as = match s.string("run-as", &mut diags) {
         Some((account, origin)) => {
             if let Err(why) = check_account_name(&account) {
@@ -344,6 +373,7 @@ pub fn from_table(
                 continue;
             }
             match &entry.node.value {
+                Value::String(v) if has_control(v) => diags.push(entry.node.origin.error(&path, CONTROL_MESSAGE)),
                 Value::String(v) => {
                     environment.insert(key.clone(), v.clone());
                 }
@@ -499,16 +529,17 @@ fn duration(section: &Section<'_>, key: &str, diags: &mut Vec<Diagnostic>) -> Op
 }
 
 /// A service name is a unit name without `.service`: what `systemctl start NAME` takes.
+/// A service name is a unit name without `.service` (what `systemctl start NAME` takes) and the
+/// container's name, so it follows podman's rule for names: `[A-Za-z0-9][A-Za-z0-9_.-]*`.
 pub fn check_service_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 200
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        && !name.starts_with(['.', '-']);
+    let ok = name.len() <= 200
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "`{name}` cannot be a service name: use letters, digits, `-`, `_`, `.` and `:` (the name becomes the unit {name}.service)"
+            "`{name}` cannot be a service name: start with a letter or digit, then letters, digits, `-`, `_` and `.` (the name becomes the unit {name}.service and the container {name})"
         ))
     }
 }
@@ -598,8 +629,17 @@ fn check_volume(spec: &str) -> Result<(), String> {
     if !parts[1].starts_with('/') {
         return Err(format!("`{spec}`: the path inside the container must be absolute"));
     }
-    if parts[0].is_empty() {
-        return Err(format!("`{spec}`: the source (a host path or a volume name) is empty"));
+    let source = parts[0];
+    if source.starts_with('/') {
+        return Ok(());
+    }
+    if source.ends_with(".volume") || source.ends_with(".image") {
+        return Err(format!("`{spec}`: Quadlet `.volume`/`.image` units are not available to services; use a host path or a podman volume name"));
+    }
+    let named = source.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && source.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !named {
+        return Err(format!("`{spec}`: the source must be an absolute host path or a podman volume name (relative paths have no meaning here)"));
     }
     Ok(())
 }
@@ -626,7 +666,10 @@ pub fn parse_duration(value: &str) -> Result<u64, String> {
         ("", 1e6), ("us", 1.0), ("usec", 1.0), ("ms", 1e3), ("msec", 1e3), ("s", 1e6), ("sec", 1e6),
         ("second", 1e6), ("seconds", 1e6), ("m", 60e6), ("min", 60e6), ("minute", 60e6), ("minutes", 60e6),
         ("h", 3600e6), ("hr", 3600e6), ("hour", 3600e6), ("hours", 3600e6), ("d", 86400e6), ("day", 86400e6),
-        ("days", 86400e6),
+        ("days", 86400e6), ("w", 604800e6), ("week", 604800e6), ("weeks", 604800e6),
+        // systemd's month and year are 30.44 and 365.25 days.
+        ("M", 2629800e6), ("month", 2629800e6), ("months", 2629800e6), ("y", 31557600e6),
+        ("year", 31557600e6), ("years", 31557600e6),
     ];
     let not_a_duration = || format!("`{value}` is not a duration (such as 30s, 5min or 1h 30min)");
     let mut rest = value.trim();
@@ -637,7 +680,7 @@ pub fn parse_duration(value: &str) -> Result<u64, String> {
     while !rest.is_empty() {
         let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
         let number: f64 = rest[..digits].parse().map_err(|_| not_a_duration())?;
-        let after = &rest[digits..];
+        let after = rest[digits..].trim_start();
         let unit_len = after.find(|c: char| c.is_ascii_digit() || c == ' ').unwrap_or(after.len());
         let unit = &after[..unit_len];
         let Some((_, scale)) = UNITS.iter().find(|(u, _)| *u == unit) else {
@@ -652,19 +695,34 @@ pub fn parse_duration(value: &str) -> Result<u64, String> {
     Ok(total.round() as u64)
 }
 
-/// systemd byte sizes as `MemoryMax=` takes them: digits with an optional K, M, G or T (1024-based).
+/// systemd byte sizes as `MemoryMax=` takes them: digits with an optional K, M, G or T
+/// (1024-based), at least one byte and below 2^64.
 fn check_bytes(value: &str) -> Result<(), String> {
-    let number = value.strip_suffix(['K', 'M', 'G', 'T']).unwrap_or(value);
-    let digits_ok = !number.is_empty()
+    let bad = || Err(format!("`{value}` is not a memory size (such as 512M or 24G)"));
+    let (number, scale) = match value.strip_suffix(['K', 'M', 'G', 'T']) {
+        Some(n) => (n, match value.as_bytes()[value.len() - 1] {
+            b'K' => 1u64 << 10,
+            b'M' => 1 << 20,
+            b'G' => 1 << 30,
+            _ => 1 << 40,
+        }),
+        None => (value, 1),
+    };
+    let well_formed = number.bytes().next().is_some_and(|b| b.is_ascii_digit())
         && number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && number.bytes().filter(|&b| b == b'.').count() <= 1
-        && number.bytes().next().is_some_and(|b| b.is_ascii_digit())
-        && number.parse::<f64>().is_ok_and(|x| x > 0.0);
-    if digits_ok {
-        Ok(())
-    } else {
-        Err(format!("`{value}` is not a memory size (such as 512M or 24G)"))
+        && number.bytes().filter(|&b| b == b'.').count() <= 1;
+    if !well_formed {
+        return bad();
     }
+    let Ok(x) = number.parse::<f64>() else { return bad() };
+    let bytes = x * scale as f64;
+    if bytes < 1.0 {
+        return Err(format!("`{value}` is less than one byte"));
+    }
+    if bytes >= 18_446_744_073_709_551_615.0 {
+        return Err(format!("`{value}` is too large"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -683,7 +741,7 @@ mod tests {
 
     #[test]
     fn durations_and_sizes() {
-        for (ok, us) in [("30s", 30_000_000), ("1min 30s", 90_000_000), ("1min30s", 90_000_000), ("500ms", 500_000), ("2h", 7_200_000_000), ("10", 10_000_000), ("1.5s", 1_500_000)] {
+        for (ok, us) in [("30s", 30_000_000), ("1min 30s", 90_000_000), ("1min30s", 90_000_000), ("500ms", 500_000), ("2h", 7_200_000_000), ("10", 10_000_000), ("1.5s", 1_500_000), ("5 min", 300_000_000), ("1w", 604_800_000_000)] {
             assert_eq!(parse_duration(ok), Ok(us), "{ok}");
         }
         for bad in ["", "s", "5 parsecs", "-1s", "1.2.3s", "inf"] {
@@ -692,7 +750,7 @@ mod tests {
         for ok in ["24G", "512M", "1073741824", "1.5G"] {
             assert_eq!(check_bytes(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "G", "24GB", "-1G", "lots", "inf", "1e9", ".5G", "1.2.3G"] {
+        for bad in ["", "G", "24GB", "-1G", "lots", "inf", "1e9", ".5G", "1.2.3G", "0.5", "0.0001K", "20000000T"] {
             assert!(check_bytes(bad).is_err(), "{bad}");
         }
     }
@@ -702,6 +760,12 @@ mod tests {
         assert!(check_service_name("llama-7b").is_ok());
         assert!(check_service_name("../etc").is_err());
         assert!(check_service_name("a b").is_err());
+        assert!(check_service_name("a:b").is_err(), "podman refuses : in container names");
+        assert!(check_service_name("_x").is_err(), "podman refuses a leading _");
+        assert!(check_volume("./models:/m").is_err());
+        assert!(check_volume("data.volume:/d").is_err());
+        assert!(check_volume("models:/m:ro").is_ok());
+        assert!(check_volume("/srv/my models:/models:ro").is_ok());
         assert!(check_account_name("root").is_err());
         assert!(check_account_name("aimodels").is_ok());
         assert!(check_cdi_name("nvidia.com/gpu=0").is_ok());

@@ -132,6 +132,7 @@ fn fail_all(plan: &mut Plan, why: &str) {
             name: p.service.name.clone(),
             source: p.service.source.clone(),
             diagnostics: vec![Diagnostic::file(&p.service.source, why)],
+            unit: true,
         });
     }
 }
