@@ -622,6 +622,9 @@ fn check_port(spec: &str) -> Result<(), String> {
 }
 
 fn check_volume(spec: &str) -> Result<(), String> {
+    if spec.contains(['\n', '\t']) {
+        return Err(format!("{spec:?}: a volume must be on one line, without tabs"));
+    }
     let parts: Vec<&str> = spec.split(':').collect();
     if !(2..=3).contains(&parts.len()) {
         return Err(format!("`{spec}`: expected SOURCE:PATH[:OPTIONS], such as /srv/models:/models:ro"));
@@ -672,7 +675,10 @@ pub fn parse_duration(value: &str) -> Result<u64, String> {
         ("year", 31557600e6), ("years", 31557600e6),
     ];
     let not_a_duration = || format!("`{value}` is not a duration (such as 30s, 5min or 1h 30min)");
-    let mut rest = value.trim();
+    if value.contains(['\n', '\t']) || value != value.trim() {
+        return Err(format!("{value:?}: a duration is one line without surrounding spaces"));
+    }
+    let mut rest = value;
     if rest.is_empty() {
         return Err("empty duration".into());
     }
@@ -684,7 +690,7 @@ pub fn parse_duration(value: &str) -> Result<u64, String> {
         let unit_len = after.find(|c: char| c.is_ascii_digit() || c == ' ').unwrap_or(after.len());
         let unit = &after[..unit_len];
         let Some((_, scale)) = UNITS.iter().find(|(u, _)| *u == unit) else {
-            return Err(format!("`{value}`: unknown time unit `{unit}` (use us, ms, s, min, h or d)"));
+            return Err(format!("`{value}`: unknown time unit `{unit}` (use us, ms, s, min, h, d, w, M or y)"));
         };
         total += number * scale;
         rest = after[unit_len..].trim_start();
@@ -766,6 +772,8 @@ mod tests {
         assert!(check_volume("data.volume:/d").is_err());
         assert!(check_volume("models:/m:ro").is_ok());
         assert!(check_volume("/srv/my models:/models:ro").is_ok());
+        assert!(check_volume("/srv/a\nPodmanArgs=--privileged:/x").is_err(), "a newline would add a Quadlet line");
+        assert!(parse_duration("\n5s").is_err(), "a newline would add a unit line");
         assert!(check_account_name("root").is_err());
         assert!(check_account_name("aimodels").is_ok());
         assert!(check_cdi_name("nvidia.com/gpu=0").is_ok());
