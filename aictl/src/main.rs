@@ -21,12 +21,13 @@ macro_rules! out_raw {
 }
 
 mod account;
+mod gpu;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use aicontainers::account::{Accounts, FixedAccounts, HostAccounts};
-use aicontainers::generate::{self, Plan};
+use aicontainers::generate::{self, HostGpus, Plan};
 use aicontainers::quadlet::Quadlet;
 use aicontainers::render::PodmanVersion;
 use aicontainers::source::{self, SYSTEM_DIRS};
@@ -74,6 +75,30 @@ enum Command {
         /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
+        /// Place GPUs against this hwloc XML export (`lstopo FILE.xml` on the target host)
+        /// instead of this host; GPUs are the NVIDIA PCI devices in it, named
+        /// `nvidia.com/gpu=INDEX` as `nvidia-ctk cdi generate` names them.
+        #[arg(long, value_name = "FILE")]
+        topology_xml: Option<PathBuf>,
+    },
+    /// Show the host's NUMA nodes, CPUs and GPUs (hwloc, the NVIDIA driver, CDI specs, NVML)
+    /// and which service holds which GPUs.
+    Topology {
+        /// Show another machine's captured topology (`lstopo FILE.xml`) instead of this host's.
+        #[arg(long, value_name = "FILE")]
+        topology_xml: Option<PathBuf>,
+        /// Service directories to place (default: the system directories, layered).
+        #[arg(long, value_name = "DIR")]
+        config: Vec<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// GPU bookkeeping done by the units themselves.
+    #[command(hide = true)]
+    Gpu {
+        #[command(subcommand)]
+        command: gpu::GpuCommand,
     },
     /// Run a service's health checks every INTERVAL seconds (started by its unit; see
     /// docs/rootless.md). Detaches unless --foreground.
@@ -99,9 +124,11 @@ fn main() -> ExitCode {
             Some(name) => validate_service(&name),
             None => validate(&files, drop_in, json),
         },
-        Command::Render { paths, account, podman_version, quadlet_only, json } => {
-            render(&paths, &account, podman_version.as_deref(), quadlet_only, json)
+        Command::Render { paths, account, podman_version, quadlet_only, json, topology_xml } => {
+            render(&paths, &account, podman_version.as_deref(), quadlet_only, json, topology_xml.as_deref())
         }
+        Command::Topology { topology_xml, config, json } => gpu::topology(topology_xml.as_deref(), &config, json),
+        Command::Gpu { command } => gpu::run(command),
         Command::Account { command } => account::run(command),
         Command::HealthWatch { name, interval, foreground } => health_watch(&name, interval, foreground),
     };
@@ -170,7 +197,7 @@ fn health_watch(name: &str, interval: u64, foreground: bool) -> Result<ExitCode,
 
 /// What the unit of an invalid service runs: the reasons, from every layer and the account.
 fn validate_service(name: &str) -> Result<ExitCode, String> {
-    let plan = generate::plan(&SYSTEM_DIRS, &HostAccounts::default(), PodmanVersion::MIN);
+    let plan = generate::plan(&SYSTEM_DIRS, &HostAccounts::default(), PodmanVersion::MIN, &HostGpus::from_env());
     if let Some(f) = plan.failed.iter().find(|f| f.name == name) {
         for d in &f.diagnostics {
             out!("{d}");
@@ -194,7 +221,15 @@ fn validate_service(name: &str) -> Result<ExitCode, String> {
     Ok(ExitCode::FAILURE)
 }
 
-fn render(paths: &[PathBuf], accounts: &[String], podman: Option<&str>, quadlet_only: bool, json: bool) -> Result<ExitCode, String> {
+fn render(
+    paths: &[PathBuf],
+    accounts: &[String],
+    podman: Option<&str>,
+    quadlet_only: bool,
+    json: bool,
+    topology_xml: Option<&Path>,
+) -> Result<ExitCode, String> {
+    let gpus = topology_xml.map_or_else(HostGpus::from_env, HostGpus::from_xml);
     let accounts: Box<dyn Accounts> = if accounts.is_empty() {
         Box::new(HostAccounts::default())
     } else {
@@ -206,7 +241,7 @@ fn render(paths: &[PathBuf], accounts: &[String], podman: Option<&str>, quadlet_
         (None, Some(q)) => q.version,
         (None, None) => PodmanVersion(5, 4, 0),
     };
-    let plan = plan_paths(paths, accounts.as_ref(), version)?;
+    let plan = plan_paths(paths, accounts.as_ref(), version, &gpus)?;
     if json {
         out!("{}", serde_json::to_string_pretty(&plan).map_err(|e| e.to_string())?);
         return Ok(if plan.failed.is_empty() && plan.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
@@ -254,14 +289,14 @@ fn render(paths: &[PathBuf], accounts: &[String], podman: Option<&str>, quadlet_
 }
 
 /// Plans the given files and directories, or the system directories when none are given.
-fn plan_paths(paths: &[PathBuf], accounts: &dyn Accounts, version: PodmanVersion) -> Result<Plan, String> {
+fn plan_paths(paths: &[PathBuf], accounts: &dyn Accounts, version: PodmanVersion, gpus: &HostGpus) -> Result<Plan, String> {
     if paths.is_empty() {
-        return Ok(generate::plan(&SYSTEM_DIRS, accounts, version));
+        return Ok(generate::plan(&SYSTEM_DIRS, accounts, version, gpus));
     }
     let mut plan = Plan::default();
     for path in paths {
         let part = if path.is_dir() {
-            generate::plan(std::slice::from_ref(path), accounts, version)
+            generate::plan(std::slice::from_ref(path), accounts, version, gpus)
         } else {
             // A single file: plan it as the only service of a one-file view of its directory.
             let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("service").to_owned();
@@ -269,7 +304,7 @@ fn plan_paths(paths: &[PathBuf], accounts: &dyn Accounts, version: PodmanVersion
                 Some(p) if !p.as_os_str().is_empty() => p,
                 _ => Path::new("."),
             };
-            let one = generate::plan(&[dir], accounts, version);
+            let one = generate::plan(&[dir], accounts, version, gpus);
             let mut only = Plan::default();
             only.services.extend(one.services.into_iter().filter(|p| p.service.name == name));
             only.failed.extend(one.failed.into_iter().filter(|f| f.name == name));

@@ -12,6 +12,8 @@ use serde::Serialize;
 
 use crate::account::{Account, Accounts};
 use crate::diag::Diagnostic;
+use crate::placement::{self, Assignment, Claims};
+use crate::topology::Topology;
 use crate::quadlet::{finish_unit, Quadlet};
 use crate::render::{self, PodmanVersion};
 use crate::source::{self, Discovery};
@@ -22,6 +24,8 @@ use crate::spec::Service;
 pub struct Planned {
     pub service: Service,
     pub account: Account,
+    /// The GPUs, CPUs and memory nodes it was given, when it asks for GPUs.
+    pub placement: Option<Assignment>,
     /// The `.container` file.
     pub container: String,
 }
@@ -67,6 +71,8 @@ pub struct Plan {
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub services: Vec<(Service, Account)>,
+    /// What [`place`] gave the services that ask for GPUs.
+    pub placements: BTreeMap<String, Assignment>,
     pub failed: Vec<Failed>,
     pub masked: Vec<(String, PathBuf)>,
     pub problems: Vec<Diagnostic>,
@@ -122,22 +128,125 @@ pub fn load_claimed<P: AsRef<Path>>(dirs: &[P], accounts: &dyn Accounts, claimed
     loaded
 }
 
+/// Places the GPUs of every service that asks for some (see [`placement`]). `topology` is
+/// called only then, so hosts and files without GPUs never pay for hwloc. A service that cannot
+/// be placed becomes a failed one, with the reason at its `gpu.count`/`gpu.devices` key.
+pub fn place(loaded: &mut Loaded, topology: impl FnOnce() -> Result<Topology, String>, claims: &Claims) {
+    if !loaded.services.iter().any(|(s, _)| s.gpu.is_some()) {
+        return;
+    }
+    let topology = topology();
+    let results = match &topology {
+        Ok(t) => {
+            let requests: Vec<(&str, &crate::spec::Gpu)> =
+                loaded.services.iter().filter_map(|(s, _)| s.gpu.as_ref().map(|g| (s.name.as_str(), g))).collect();
+            placement::place(t, &requests, claims)
+        }
+        Err(_) => BTreeMap::new(),
+    };
+    let mut kept = Vec::with_capacity(loaded.services.len());
+    for (service, account) in std::mem::take(&mut loaded.services) {
+        let Some(gpu) = &service.gpu else {
+            kept.push((service, account));
+            continue;
+        };
+        let outcome = match &topology {
+            Err(why) => Err(format!("cannot place GPUs: {why}")),
+            Ok(_) => results.get(&service.name).cloned().unwrap_or_else(|| Err("not placed".into())),
+        };
+        match outcome {
+            Ok(assignment) => {
+                loaded.placements.insert(service.name.clone(), assignment);
+                kept.push((service, account));
+            }
+            Err(why) => {
+                let mut d = gpu.at.clone();
+                d.message = why;
+                loaded.failed.push(Failed { name: service.name.clone(), source: service.source.clone(), diagnostics: vec![d], unit: true });
+            }
+        }
+    }
+    loaded.services = kept;
+}
+
 /// Renders the loaded services for `podman`.
 pub fn render(loaded: Loaded, podman: PodmanVersion) -> Plan {
-    let Loaded { services, failed, masked, problems } = loaded;
+    let Loaded { services, mut placements, failed, masked, problems } = loaded;
     let services = services
         .into_iter()
         .map(|(service, account)| {
-            let container = render::container(&service, &account, podman);
-            Planned { service, account, container }
+            let placement = placements.remove(&service.name);
+            let container = render::container(&service, &account, podman, placement.as_ref());
+            Planned { service, account, placement, container }
         })
         .collect();
     Plan { services, failed, masked, problems }
 }
 
-/// Reads every service in `dirs` and renders the ones that are valid. Never stops at a bad one.
-pub fn plan<P: AsRef<Path>>(dirs: &[P], accounts: &dyn Accounts, podman: PodmanVersion) -> Plan {
-    render(load(dirs, accounts), podman)
+/// Where placement learns about the host's GPUs.
+#[derive(Clone, Debug)]
+pub struct HostGpus {
+    /// Plan against this hwloc XML export instead of the live host.
+    pub topology_xml: Option<PathBuf>,
+    /// CDI spec directories, lowest priority first.
+    pub cdi_dirs: Vec<PathBuf>,
+    /// The claims file ([`placement::CLAIMS_PATH`]).
+    pub claims: PathBuf,
+}
+
+impl HostGpus {
+    /// The installed system's places. `AICONTAINERS_TOPOLOGY_XML`, `AICONTAINERS_CDI_DIRS`
+    /// (colon-separated) and `AICONTAINERS_GPU_CLAIMS` replace them, for tests and for
+    /// planning another machine.
+    pub fn from_env() -> HostGpus {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        HostGpus {
+            topology_xml: var("AICONTAINERS_TOPOLOGY_XML").map(PathBuf::from),
+            cdi_dirs: var("AICONTAINERS_CDI_DIRS")
+                .map(|v| std::env::split_paths(&v).collect())
+                .unwrap_or_else(|| crate::cdi::SPEC_DIRS.iter().map(PathBuf::from).collect()),
+            claims: var("AICONTAINERS_GPU_CLAIMS").map_or_else(|| PathBuf::from(placement::CLAIMS_PATH), PathBuf::from),
+        }
+    }
+
+    /// Planning from `xml` alone: no CDI specs, no claims.
+    pub fn from_xml(xml: &Path) -> HostGpus {
+        HostGpus { topology_xml: Some(xml.to_path_buf()), cdi_dirs: Vec::new(), claims: PathBuf::from("/nonexistent") }
+    }
+
+    /// The topology placement works on, with warnings (unreadable CDI specs).
+    pub fn topology(&self) -> Result<(Topology, Vec<String>), String> {
+        Topology::for_host(self.topology_xml.as_deref(), &self.cdi_dirs)
+    }
+
+    /// Places the GPUs of `loaded`; returns warnings worth logging.
+    pub fn place(&self, loaded: &mut Loaded) -> Vec<String> {
+        let (claims, mut warnings) = {
+            let (c, w) = Claims::read(&self.claims);
+            (c, w.into_iter().collect::<Vec<_>>())
+        };
+        let mut topo_warnings = Vec::new();
+        place(
+            loaded,
+            || {
+                self.topology().map(|(t, w)| {
+                    topo_warnings = w;
+                    t
+                })
+            },
+            &claims,
+        );
+        warnings.extend(topo_warnings);
+        warnings
+    }
+}
+
+/// Reads every service in `dirs`, places their GPUs and renders the ones that are valid. Never
+/// stops at a bad one.
+pub fn plan<P: AsRef<Path>>(dirs: &[P], accounts: &dyn Accounts, podman: PodmanVersion, gpus: &HostGpus) -> Plan {
+    let mut loaded = load(dirs, accounts);
+    gpus.place(&mut loaded);
+    render(loaded, podman)
 }
 
 /// What a generator run did.

@@ -5,13 +5,16 @@
 //! Quadlet ([`render`], [`quadlet`]) and the generator pipeline ([`generate`]).
 
 pub mod account;
+pub mod cdi;
 pub mod diag;
 pub mod doc;
 pub mod generate;
 pub mod quadlet;
 pub mod render;
 pub mod source;
+pub mod placement;
 pub mod spec;
+pub mod topology;
 
 pub use diag::Diagnostic;
 

@@ -38,7 +38,7 @@ const SERVICE_KEYS: &[&str] = &[
     "read-only",
     "init",
 ];
-const GPU_KEYS: &[&str] = &["devices", "count", "numa"];
+const GPU_KEYS: &[&str] = &["devices", "count", "numa", "shared"];
 const RESOURCE_KEYS: &[&str] = &["memory", "cpus", "pids"];
 const HEALTH_KEYS: &[&str] = &["command", "interval", "timeout", "retries", "start-period"];
 
@@ -77,12 +77,52 @@ impl NumaPolicy {
     const NAMES: &'static [&'static str] = &["none", "best-effort", "restricted", "single-numa-node"];
 }
 
+impl NumaPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            NumaPolicy::None => "none",
+            NumaPolicy::BestEffort => "best-effort",
+            NumaPolicy::Restricted => "restricted",
+            NumaPolicy::SingleNumaNode => "single-numa-node",
+        }
+    }
+}
+
+/// One GPU named in `gpu.devices`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GpuSelector {
+    /// `0`: the host's GPU of that index (PCI bus order, as `nvidia-smi` numbers them).
+    Index(u32),
+    /// `GPU-4f8a…`: by NVIDIA UUID.
+    Uuid(String),
+    /// `0000:41:00.0`: by PCI address.
+    Pci(String),
+    /// `nvidia.com/gpu=0`: a CDI device name, handed to podman as it is.
+    Cdi(String),
+}
+
+impl std::fmt::Display for GpuSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GpuSelector::Index(i) => write!(f, "GPU {i}"),
+            GpuSelector::Uuid(s) | GpuSelector::Pci(s) | GpuSelector::Cdi(s) => write!(f, "{s}"),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Gpu {
-    /// Fully qualified CDI device names (`nvidia.com/gpu=0`), handed to podman as they are.
-    pub devices: Vec<String>,
+    /// Explicit GPUs.
+    pub devices: Vec<GpuSelector>,
+    /// Or a number of GPUs that placement chooses.
     pub count: Option<u32>,
     pub numa: NumaPolicy,
+    /// Whether this service may share its GPUs with other services that say the same.
+    pub shared: bool,
+    /// Where the request is written (`gpu.count` or `gpu.devices`), for placement's messages.
+    #[serde(skip)]
+    pub at: Diagnostic,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -414,19 +454,25 @@ pub fn from_table(
     let gpu = top.table("gpu", &mut diags).map(|t| {
         let g = Section::new("gpu", t, GPU_KEYS, &mut diags);
         let mut devices = Vec::new();
-        for (device, origin) in g.strings("devices", &mut diags).unwrap_or_default() {
-            match check_cdi_name(&device) {
-                Ok(()) => devices.push(device),
-                Err(why) => diags.push(origin.error("gpu.devices", why)),
+        if let Some(entry) = g.get("devices") {
+            match &entry.node.value {
+                Value::Array(items) => {
+                    for item in items {
+                        match gpu_selector(&item.value) {
+                            Ok(sel) if devices.contains(&sel) => {
+                                diags.push(item.origin.error("gpu.devices", format!("{sel} is named twice")));
+                            }
+                            Ok(sel) => devices.push(sel),
+                            Err(why) => diags.push(item.origin.error("gpu.devices", why)),
+                        }
+                    }
+                }
+                _ => diags.push(g.type_error("devices", &entry.node, "an array of GPU indexes, UUIDs, PCI addresses or CDI names")),
             }
         }
         let count = g.integer("count", 1, 1024, &mut diags).map(|c| c as u32);
-        if count.is_some() {
-            let origin = &t["count"].key_origin;
-            diags.push(origin.error(
-                "gpu.count",
-                "choosing GPUs by count needs topology-aware placement, which this version does not do yet; name the CDI devices in gpu.devices",
-            ));
+        if count.is_some() && !devices.is_empty() {
+            diags.push(t["count"].key_origin.error("gpu.count", "set either gpu.count (placement chooses) or gpu.devices (you choose), not both"));
         }
         let numa = g
             .choice(
@@ -436,16 +482,16 @@ pub fn from_table(
                 &mut diags,
             )
             .unwrap_or(NumaPolicy::None);
-        if numa != NumaPolicy::None {
-            diags.push(t["numa"].key_origin.error(
-                "gpu.numa",
-                "NUMA placement is not done by this version yet; remove the key or set it to \"none\"",
-            ));
-        }
+        let shared = g.boolean("shared", &mut diags).unwrap_or(false);
         if !partial && devices.is_empty() && count.is_none() && !diags.iter().any(|d| d.key.starts_with("gpu.")) {
-            diags.push(top.get("gpu").map_or_else(|| start_of(origin), |e| e.key_origin.clone()).error("gpu", "[gpu] asks for no GPU: set gpu.devices"));
+            diags.push(top.get("gpu").map_or_else(|| start_of(origin), |e| e.key_origin.clone()).error("gpu", "[gpu] asks for no GPU: set gpu.count or gpu.devices"));
         }
-        Gpu { devices, count, numa }
+        let at_key = if t.contains_key("count") { "count" } else if t.contains_key("devices") { "devices" } else { "" };
+        let at = match t.get(at_key) {
+            Some(e) => e.key_origin.error(&format!("gpu.{at_key}"), ""),
+            None => top.get("gpu").map_or_else(|| start_of(origin), |e| e.key_origin.clone()).error("gpu", ""),
+        };
+        Gpu { devices, count, numa, shared, at }
     });
 
     let resources = top
@@ -645,6 +691,38 @@ fn check_volume(spec: &str) -> Result<(), String> {
         return Err(format!("`{spec}`: the source must be an absolute host path or a podman volume name (relative paths have no meaning here)"));
     }
     Ok(())
+}
+
+/// One entry of `gpu.devices`: an index, a `GPU-` UUID, a PCI address or a CDI name.
+fn gpu_selector(value: &Value) -> Result<GpuSelector, String> {
+    match value {
+        Value::Integer(i) if (0..=1023).contains(i) => Ok(GpuSelector::Index(*i as u32)),
+        Value::Integer(i) => Err(format!("{i} is not a GPU index (0..=1023)")),
+        Value::String(s) if s.chars().all(|c| c.is_ascii_digit()) && !s.is_empty() => {
+            s.parse::<u32>().ok().filter(|i| *i <= 1023).map(GpuSelector::Index).ok_or_else(|| format!("{s} is not a GPU index (0..=1023)"))
+        }
+        Value::String(s) if s.starts_with("GPU-") || s.starts_with("MIG-") => {
+            if s.len() > 4 && s[4..].chars().all(|c| c.is_ascii_hexdigit() || c == '-' || c == '/') {
+                Ok(GpuSelector::Uuid(s.clone()))
+            } else {
+                Err(format!("`{s}` is not a GPU UUID (GPU- and hex digits, as `nvidia-smi -L` prints)"))
+            }
+        }
+        Value::String(s) if s.contains('=') => check_cdi_name(s).map(|()| GpuSelector::Cdi(s.clone())),
+        Value::String(s) => {
+            let lower = s.to_ascii_lowercase();
+            // `41:00.0` is short for `0000:41:00.0`, as lspci prints it.
+            let full = if lower.len() == 7 { format!("0000:{lower}") } else { lower };
+            if crate::cdi::is_pci_address(&full) {
+                Ok(GpuSelector::Pci(full))
+            } else {
+                Err(format!(
+                    "`{s}` names no GPU: use an index (0), a UUID (GPU-…), a PCI address (0000:41:00.0) or a CDI name (nvidia.com/gpu=0)"
+                ))
+            }
+        }
+        other => Err(format!("expected a GPU index, UUID, PCI address or CDI name, found {}", other.type_name())),
+    }
 }
 
 /// `vendor.com/class=name`, as the CDI specification defines qualified device names.

@@ -66,7 +66,11 @@ fn main() -> ExitCode {
 
     // Quadlet answers its version while we read the files.
     let pending = Quadlet::ask_version();
-    let loaded = generate::load(&config_dirs(), &HostAccounts::default());
+    let mut loaded = generate::load(&config_dirs(), &HostAccounts::default());
+    // GPU placement reads hwloc, CDI specs and the claims file: only when a service asks.
+    for warning in generate::HostGpus::from_env().place(&mut loaded) {
+        log.say(4, &warning);
+    }
     let t_load = t0.elapsed();
     let waited = Instant::now();
     let quadlet = pending.and_then(|p| p.wait());
