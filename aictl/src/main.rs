@@ -93,6 +93,9 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Save this host's topology as hwloc XML to FILE (for --topology-xml elsewhere).
+        #[arg(long, value_name = "FILE", conflicts_with = "topology_xml")]
+        save_xml: Option<PathBuf>,
     },
     /// GPU bookkeeping done by the units themselves.
     #[command(hide = true)]
@@ -127,7 +130,10 @@ fn main() -> ExitCode {
         Command::Render { paths, account, podman_version, quadlet_only, json, topology_xml } => {
             render(&paths, &account, podman_version.as_deref(), quadlet_only, json, topology_xml.as_deref())
         }
-        Command::Topology { topology_xml, config, json } => gpu::topology(topology_xml.as_deref(), &config, json),
+        Command::Topology { save_xml: Some(file), .. } => {
+            aicontainers::topology::Topology::save_live_xml(&file).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Topology { topology_xml, config, json, save_xml: None } => gpu::topology(topology_xml.as_deref(), &config, json),
         Command::Gpu { command } => gpu::run(command),
         Command::Account { command } => account::run(command),
         Command::HealthWatch { name, interval, foreground } => health_watch(&name, interval, foreground),

@@ -183,6 +183,11 @@ fn assignment(topology: &Topology, req: &Request, mut gpus: Vec<usize>, other_cd
     Assignment { gpus: given, other_cdi, nodes, cpus, policy: req.numa, shared: req.shared }
 }
 
+/// `1 GPU`, `2 GPUs`.
+fn gpus_n(n: usize) -> String {
+    if n == 1 { "1 GPU".into() } else { format!("{n} GPUs") }
+}
+
 fn describe(topology: &Topology, i: usize) -> String {
     let g = &topology.gpus[i];
     format!("GPU {} ({})", g.index, g.pci)
@@ -341,10 +346,10 @@ fn choose(topology: &Topology, req: &Request, holders: &Holders) -> Result<Vec<u
     let policy = req.numa.name();
     if count > total {
         let have = if total == 0 { "this host has no GPU".to_string() } else { format!("this host has {total}") };
-        return Err(format!("{count} GPUs asked, {have}"));
+        return Err(format!("{} asked, {have}", gpus_n(count)));
     }
     if free.len() < count {
-        return Err(format!("{count} GPUs asked, {} free: {}", free.len(), held_list(topology, holders)));
+        return Err(format!("{} asked, {} free: {}", gpus_n(count), free.len(), held_list(topology, holders)));
     }
     match req.numa {
         NumaPolicy::None => Ok(free.into_iter().take(count).collect()),
@@ -357,21 +362,22 @@ fn choose(topology: &Topology, req: &Request, holders: &Holders) -> Result<Vec<u
                 return Err(format!("{policy}: no GPU here reports a NUMA node (the firmware gives no locality); use numa = \"best-effort\" or \"none\""));
             }
             if most < count {
-                Err(format!("{policy}: {count} GPUs asked, at most {most} share a node ({})", layout(topology, None)))
+                Err(format!("{policy}: {} asked, at most {most} share a node ({})", gpus_n(count), layout(topology, None)))
             } else {
-                Err(format!("{policy}: {count} GPUs asked, no node has {count} free ({})", layout(topology, Some(holders))))
+                Err(format!("{policy}: {} asked, no node has {count} free ({})", gpus_n(count), layout(topology, Some(holders))))
             }
         }
         NumaPolicy::Restricted => {
             let Some(k) = fewest_nodes(topology, count) else {
                 return Err(format!(
-                    "{policy}: {count} GPUs asked, only {} report a NUMA node ({}); use numa = \"best-effort\" or \"none\"",
+                    "{policy}: {} asked, only {} report a NUMA node ({}); use numa = \"best-effort\" or \"none\"",
+                    gpus_n(count),
                     local_to(topology, &topology.nodes.iter().map(|n| n.id).collect::<Vec<_>>()).len(),
                     layout(topology, None)
                 ));
             };
             best_set(topology, req, holders, k, count).ok_or_else(|| {
-                format!("{policy}: {count} GPUs fit on {k} node(s) here, but no {k} node(s) have {count} free ({})", layout(topology, Some(holders)))
+                format!("{policy}: {} fit on {k} node(s) here, but no {k} node(s) have {count} free ({})", gpus_n(count), layout(topology, Some(holders)))
             })
         }
         NumaPolicy::BestEffort => {
@@ -407,7 +413,8 @@ fn layout(topology: &Topology, holders: Option<&Holders>) -> String {
                 }
             })
             .collect();
-        parts.push(format!("node {}: GPU {}", node.id, ids.join(",")));
+        let sep = if holders.is_some() { ", " } else { "," };
+        parts.push(format!("node {}: GPU {}", node.id, ids.join(sep)));
     }
     let stray: Vec<String> = topology.gpus.iter().filter(|g| g.numa.is_empty()).map(|g| g.index.to_string()).collect();
     if !stray.is_empty() {

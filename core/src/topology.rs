@@ -113,6 +113,15 @@ impl Topology {
         Ok(Self::from_hwloc(&topology, "live".into(), extra_pci))
     }
 
+    /// Writes the live host's topology as hwloc XML (what `lstopo FILE.xml` writes), for
+    /// planning this host from another machine with `--topology-xml`.
+    pub fn save_live_xml(path: &Path) -> Result<(), String> {
+        let topology = with_io(hwlocality::Topology::builder())?.build().map_err(|e| format!("hwloc cannot discover this host: {e}"))?;
+        topology
+            .export_xml_file(Some(path), hwlocality::topology::export::xml::XMLExportFlags::empty())
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
     fn from_hwloc(topology: &hwlocality::Topology, source: String, extra_pci: &BTreeSet<String>) -> Topology {
         let mut nodes: Vec<NumaNode> = topology
             .objects_with_type(ObjectType::NUMANode)

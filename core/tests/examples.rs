@@ -7,12 +7,18 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use aicontainers::account::FixedAccounts;
-use aicontainers::generate;
+use aicontainers::generate::{self, HostGpus};
 use aicontainers::render::PodmanVersion;
 use aicontainers::source;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned()
+}
+
+/// GPU placement in these tests plans against a real single-H200 host captured with
+/// tests/device/gpu-probe (tests/fixtures/h200/README.md), so goldens do not depend on this machine.
+fn gpus() -> HostGpus {
+    HostGpus::from_xml(&repo().join("tests/fixtures/h200/host-topology.xml"))
 }
 
 fn accounts() -> FixedAccounts {
@@ -38,7 +44,7 @@ fn check_golden(name: &str, actual: &str) {
 #[test]
 fn every_example_is_valid_and_renders_as_its_golden_file() {
     let examples = repo().join("examples");
-    let plan = generate::plan(&[&examples], &accounts(), PodmanVersion(5, 4, 0));
+    let plan = generate::plan(&[&examples], &accounts(), PodmanVersion(5, 4, 0), &gpus());
     assert!(plan.problems.is_empty(), "{:?}", plan.problems);
     assert!(plan.failed.is_empty(), "examples must be valid: {:#?}", plan.failed);
     let toml_files = fs::read_dir(&examples)
@@ -54,7 +60,7 @@ fn every_example_is_valid_and_renders_as_its_golden_file() {
 #[test]
 fn old_podman_gets_podman_args_instead_of_newer_keys() {
     let examples = repo().join("examples");
-    let plan = generate::plan(&[&examples], &accounts(), PodmanVersion(4, 4, 0));
+    let plan = generate::plan(&[&examples], &accounts(), PodmanVersion(4, 4, 0), &gpus());
     let p = plan.services.iter().find(|p| p.service.name == "model-server").expect("model-server");
     check_golden("model-server.podman-4.4.container", &relative(&p.container));
     assert!(!p.container.contains("HealthCmd="), "podman 4.4's Quadlet has no HealthCmd=");
@@ -92,9 +98,9 @@ fn one_bad_file_is_reported_and_the_others_are_still_planned() {
     .expect("write");
     fs::write(dir.path().join("nobody.toml"), "[service]\nimage = \"localhost/x:1\"\nrun-as = \"nosuchuser\"\n")
         .expect("write");
-    let plan = generate::plan(&[dir.path()], &accounts(), PodmanVersion(5, 4, 0));
+    let plan = generate::plan(&[dir.path()], &accounts(), PodmanVersion(5, 4, 0), &gpus());
     let names: Vec<&str> = plan.services.iter().map(|p| p.service.name.as_str()).collect();
-    assert_eq!(names, ["hello", "model-server"]);
+    assert_eq!(names, ["gpu-chat", "hello", "model-server"]);
     let failed: Vec<String> =
         plan.failed.iter().flat_map(|f| f.diagnostics.iter().map(|d| d.to_string())).collect();
     let broken = dir.path().join("broken.toml");
