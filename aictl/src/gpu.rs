@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use aicontainers::account::HostAccounts;
+use aicontainers::account::{Account, Accounts};
 use aicontainers::generate::{self, HostGpus};
 use aicontainers::placement::{Claim, Claims};
 use aicontainers::source::SYSTEM_DIRS;
@@ -26,6 +26,15 @@ pub enum GpuCommand {
         #[arg(required = true)]
         gpus: Vec<String>,
     },
+}
+
+/// Every account exists (for placement only).
+struct AnyAccount;
+
+impl Accounts for AnyAccount {
+    fn lookup(&self, name: &str) -> Result<Account, String> {
+        Ok(Account { name: name.to_string(), uid: 0, gid: 0, home: PathBuf::new() })
+    }
 }
 
 /// What NVML adds to a GPU.
@@ -100,7 +109,9 @@ pub fn topology(xml: Option<&Path>, config: &[PathBuf], json: bool) -> Result<Ex
 
     // Who holds what: the same placement the generator makes.
     let dirs: Vec<PathBuf> = if config.is_empty() { SYSTEM_DIRS.iter().map(PathBuf::from).collect() } else { config.to_vec() };
-    let mut loaded = generate::load(&dirs, &HostAccounts::default());
+    // Placement does not depend on accounts: a service whose account is missing here (a file
+    // planned for another machine) still takes its GPUs, as it will there.
+    let mut loaded = generate::load(&dirs, &AnyAccount);
     let (claims, w) = Claims::read(&gpus.claims);
     warnings.extend(w);
     let requests: Vec<(String, aicontainers::spec::Gpu)> =
@@ -178,7 +189,7 @@ pub fn topology(xml: Option<&Path>, config: &[PathBuf], json: bool) -> Result<Ex
         let mut rows = vec![vec!["SERVICE".to_string(), "POLICY".into(), "GPUS".into(), "NODES".into(), "CPUS".into()]];
         for s in &services {
             match &s.error {
-                Some(e) => rows.push(vec![s.name.clone(), s.policy.clone(), format!("refused: {e}"), String::new(), String::new()]),
+                Some(e) => rows.push(vec![s.name.clone(), s.policy.clone(), "-".into(), "-".into(), format!("refused: {e}")]),
                 None => rows.push(vec![
                     s.name.clone(),
                     s.policy.clone(),
@@ -215,7 +226,14 @@ fn table(rows: &[Vec<String>]) {
 
 pub fn run(command: GpuCommand) -> Result<ExitCode, String> {
     match command {
-        GpuCommand::Claim { name, request, gpus } => claim(&HostGpus::from_env().claims, &name, &request, gpus, &SYSTEM_DIRS),
+        GpuCommand::Claim { name, request, gpus } => {
+            // The generator's AICONTAINERS_CONFIG_DIRS, so tests see the same services.
+            let dirs: Vec<PathBuf> = match std::env::var_os("AICONTAINERS_CONFIG_DIRS") {
+                Some(d) => std::env::split_paths(&d).collect(),
+                None => SYSTEM_DIRS.iter().map(PathBuf::from).collect(),
+            };
+            claim(&HostGpus::from_env().claims, &name, &request, gpus, &dirs)
+        }
     }
 }
 

@@ -86,3 +86,83 @@ fn render_of_an_unknown_account_fails_with_the_reason() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("service.run-as: account `nosuch` is not among the given accounts"));
 }
+
+/// The real single-H200 host captured with tests/device/gpu-probe.
+fn h200() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/h200/host-topology.xml").display().to_string()
+}
+
+const GPU: &str = "[service]\nimage = \"localhost/a:1\"\nrun-as = \"aimodels\"\n[gpu]\ncount = 1\nnuma = \"single-numa-node\"\n";
+
+#[test]
+fn topology_shows_another_machine_and_who_holds_what() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(dir.path().join("chat.toml"), GPU).expect("write");
+    fs::write(dir.path().join("embed.toml"), GPU).expect("write");
+    let conf = dir.path().to_str().expect("utf-8");
+    let o = aictl(&["topology", "--topology-xml", &h200(), "--config", conf]);
+    assert!(o.status.success(), "{o:?}");
+    let text = stdout(&o);
+    assert!(text.contains("\nNODE  CPUS       MEMORY  GPUS\n0     0-15 (16)  4 GiB   0\n"), "{text}");
+    assert!(text.contains("0    0000:00:06.0  0     10de:2335  -     nvidia.com/gpu=0  chat\n"), "{text}");
+    assert!(text.contains("chat     single-numa-node  0     0      0-15\n"), "{text}");
+    assert!(
+        text.contains("embed    single-numa-node  -     -      refused: 1 GPU asked, 0 free: GPU 0 held by chat\n"),
+        "{text}"
+    );
+    let o = aictl(&["topology", "--json", "--topology-xml", &h200(), "--config", conf]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["topology"]["gpus"][0]["pci"], "0000:00:06.0");
+    assert_eq!(v["topology"]["gpus"][0]["numa"], serde_json::json!([0]));
+    assert_eq!(v["services"][0]["name"], "chat");
+    assert_eq!(v["services"][0]["cpus"], "0-15");
+    assert_eq!(v["services"][1]["gpus"], serde_json::json!([]));
+}
+
+#[test]
+fn render_places_gpus_against_a_captured_topology() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("chat.toml");
+    fs::write(&file, GPU).expect("write");
+    let o = aictl(&["render", "--quadlet-only", "--account", "aimodels:990", "--topology-xml", &h200(), file.to_str().expect("utf-8")]);
+    assert!(o.status.success(), "{o:?}");
+    let text = stdout(&o);
+    for line in ["AddDevice=nvidia.com/gpu=0\n", "AllowedCPUs=0-15\n", "AllowedMemoryNodes=0\n", "NUMAPolicy=bind\n"] {
+        assert!(text.contains(line), "{line} missing in {text}");
+    }
+    // Two GPUs on a one-GPU host: refused, with the file, line and key.
+    fs::write(&file, GPU.replace("count = 1", "count = 2")).expect("write");
+    let o = aictl(&["render", "--quadlet-only", "--account", "aimodels:990", "--topology-xml", &h200(), file.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&o.stderr), format!("{}:5:1: gpu.count: 2 GPUs asked, this host has 1\n", file.display()));
+}
+
+#[test]
+fn gpu_claims_are_recorded_atomically_and_forgotten_with_their_service() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("conf");
+    fs::create_dir(&conf).expect("mkdir");
+    fs::write(conf.join("a.toml"), GPU).expect("write");
+    fs::write(conf.join("b.toml"), GPU).expect("write");
+    let claims = dir.path().join("state/gpu-claims.json");
+    let claim = |name: &str, pci: &str| {
+        Command::new(env!("CARGO_BIN_EXE_aictl"))
+            .args(["gpu", "claim", name, "count=1,numa=single-numa-node,shared=false", pci])
+            .env("AICONTAINERS_GPU_CLAIMS", &claims)
+            .env("AICONTAINERS_CONFIG_DIRS", &conf)
+            .output()
+            .expect("aictl runs")
+    };
+    assert!(claim("a", "0000:41:00.0").status.success());
+    assert!(claim("b", "0000:81:00.0").status.success());
+    let read = || -> serde_json::Value { serde_json::from_slice(&fs::read(&claims).expect("claims")).expect("json") };
+    assert_eq!(read()["claims"]["a"]["gpus"], serde_json::json!(["0000:41:00.0"]));
+    assert_eq!(read()["claims"]["b"]["gpus"], serde_json::json!(["0000:81:00.0"]));
+    // a's file is removed: the next claim drops a's entry.
+    fs::remove_file(conf.join("a.toml")).expect("rm");
+    assert!(claim("b", "0000:81:00.0").status.success());
+    assert!(read()["claims"].get("a").is_none());
+    assert!(!claim("b", "../../etc").status.success(), "not a PCI address");
+    let left: Vec<String> = fs::read_dir(claims.parent().expect("dir")).expect("ls").map(|e| e.expect("e").file_name().to_string_lossy().into_owned()).collect();
+    assert!(!left.iter().any(|n| n.ends_with(".tmp")), "no temporary file left: {left:?}");
+}

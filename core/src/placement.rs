@@ -348,34 +348,36 @@ fn choose(topology: &Topology, req: &Request, holders: &Holders) -> Result<Vec<u
         let have = if total == 0 { "this host has no GPU".to_string() } else { format!("this host has {total}") };
         return Err(format!("{} asked, {have}", gpus_n(count)));
     }
+    // What the host cannot do at all comes before what others hold.
+    if req.numa == NumaPolicy::SingleNumaNode {
+        let most = topology.nodes.iter().map(|n| local_to(topology, &[n.id]).len()).max().unwrap_or(0);
+        if most == 0 {
+            return Err(format!("{policy}: no GPU here reports a NUMA node (the firmware gives no locality); use numa = \"best-effort\" or \"none\""));
+        }
+        if most < count {
+            return Err(format!("{policy}: {} asked, at most {most} share a node ({})", gpus_n(count), layout(topology, None)));
+        }
+    }
+    if req.numa == NumaPolicy::Restricted && fewest_nodes(topology, count).is_none() {
+        return Err(format!(
+            "{policy}: {} asked, only {} report a NUMA node ({}); use numa = \"best-effort\" or \"none\"",
+            gpus_n(count),
+            local_to(topology, &topology.nodes.iter().map(|n| n.id).collect::<Vec<_>>()).len(),
+            layout(topology, None)
+        ));
+    }
     if free.len() < count {
         return Err(format!("{} asked, {} free: {}", gpus_n(count), free.len(), held_list(topology, holders)));
     }
     match req.numa {
         NumaPolicy::None => Ok(free.into_iter().take(count).collect()),
         NumaPolicy::SingleNumaNode => {
-            if let Some(gpus) = best_set(topology, req, holders, 1, count) {
-                return Ok(gpus);
-            }
-            let most = topology.nodes.iter().map(|n| local_to(topology, &[n.id]).len()).max().unwrap_or(0);
-            if most == 0 {
-                return Err(format!("{policy}: no GPU here reports a NUMA node (the firmware gives no locality); use numa = \"best-effort\" or \"none\""));
-            }
-            if most < count {
-                Err(format!("{policy}: {} asked, at most {most} share a node ({})", gpus_n(count), layout(topology, None)))
-            } else {
-                Err(format!("{policy}: {} asked, no node has {count} free ({})", gpus_n(count), layout(topology, Some(holders))))
-            }
+            best_set(topology, req, holders, 1, count).ok_or_else(|| {
+                format!("{policy}: {} asked, no node has {count} free ({})", gpus_n(count), layout(topology, Some(holders)))
+            })
         }
         NumaPolicy::Restricted => {
-            let Some(k) = fewest_nodes(topology, count) else {
-                return Err(format!(
-                    "{policy}: {} asked, only {} report a NUMA node ({}); use numa = \"best-effort\" or \"none\"",
-                    gpus_n(count),
-                    local_to(topology, &topology.nodes.iter().map(|n| n.id).collect::<Vec<_>>()).len(),
-                    layout(topology, None)
-                ));
-            };
+            let k = fewest_nodes(topology, count).unwrap_or(topology.nodes.len());
             best_set(topology, req, holders, k, count).ok_or_else(|| {
                 format!("{policy}: {} fit on {k} node(s) here, but no {k} node(s) have {count} free ({})", gpus_n(count), layout(topology, Some(holders)))
             })

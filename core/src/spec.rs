@@ -858,4 +858,19 @@ mod tests {
         assert!(check_cdi_name("nvidia.com/gpu=GPU-4f8a1b2c-0000-1111-2222-333344445555").is_ok());
         assert!(check_cdi_name("gpu0").is_err());
     }
+
+    #[test]
+    fn gpu_selectors() {
+        let s = |v: &str| gpu_selector(&Value::String(v.into()));
+        assert_eq!(gpu_selector(&Value::Integer(3)), Ok(GpuSelector::Index(3)));
+        assert_eq!(s("3"), Ok(GpuSelector::Index(3)));
+        assert_eq!(s("GPU-fc549a0c-02eb-8d42-5960-b2eea948f942"), Ok(GpuSelector::Uuid("GPU-fc549a0c-02eb-8d42-5960-b2eea948f942".into())));
+        assert_eq!(s("41:00.0"), Ok(GpuSelector::Pci("0000:41:00.0".into())));
+        assert_eq!(s("0035:03:00.0"), Ok(GpuSelector::Pci("0035:03:00.0".into())));
+        assert_eq!(s("nvidia.com/gpu=all"), Ok(GpuSelector::Cdi("nvidia.com/gpu=all".into())));
+        assert!(s("gpu0").is_err_and(|e| e.contains("names no GPU")));
+        assert!(s("GPU-zz").is_err());
+        assert!(gpu_selector(&Value::Integer(-1)).is_err());
+        assert!(gpu_selector(&Value::Boolean(true)).is_err());
+    }
 }
