@@ -273,3 +273,35 @@ fn gpus_without_locality() {
     let t = fixture("psmgmt-dpesb01-1s-noNUMAobj-1xV100.v1.xml");
     assert_eq!(summary(&one(&t, count(1, SingleNumaNode)).expect("fits")), (vec![0], vec![0], "0-15".to_string()));
 }
+
+#[test]
+fn one_gpu_under_every_policy_on_every_fixture() {
+    // (file, the GPU, its node and CPUs a 1-GPU request gets under a NUMA policy; None: refused)
+    let cases: &[(&str, Option<(u32, u32, &str)>)] = &[
+        ("hwloc-nvidiaDGX2-2s-16xV100.xml", Some((0, 0, "0-1"))),
+        ("hwloc-power8-2s-4xP100-nvlink.xml", Some((0, 0, "0-1,8-9,16-17,24-25"))),
+        ("fluxcore-ipa20-xe8640-spr-snc4-4xH100.xml", Some((1, 1, "14-27,126-139"))),
+        ("psmgmt-jwb0004-juwelsbooster-epyc-nps4-4xA100.xml", Some((1, 1, "6-11,54-59"))),
+        ("psmgmt-j3c053-juropa3-2s-2xK20X-nolocality.v1.xml", None),
+        ("psmgmt-dpesb01-1s-noNUMAobj-1xV100.v1.xml", Some((0, 0, "0-15"))),
+        ("mpibind-g4dnmetal-2s-8xT4.xml", Some((0, 0, "0-23,48-71"))),
+        ("mpibind-coral-lassen-power9-ac922-4xV100.xml", Some((0, 0, "8-87"))),
+        ("h200", Some((0, 0, "0-15"))),
+    ];
+    for (file, want) in cases {
+        let t = fixture(file);
+        // none: the lowest-numbered GPU, nothing bound.
+        assert_eq!(summary(&one(&t, count(1, NoPolicy)).expect("none always fits")), (vec![0], vec![], String::new()), "{file}");
+        for policy in [SingleNumaNode, Restricted, BestEffort] {
+            let got = one(&t, count(1, policy));
+            match (want, policy) {
+                (Some((gpu, node, cpus)), _) => {
+                    assert_eq!(summary(&got.expect("fits")), (vec![*gpu], vec![*node], cpus.to_string()), "{file} {policy:?}")
+                }
+                // No locality: best-effort takes a GPU unbound; the others refuse and say why.
+                (None, BestEffort) => assert_eq!(summary(&got.expect("fits")), (vec![0], vec![], String::new()), "{file}"),
+                (None, _) => assert!(got.expect_err("refused").contains("NUMA"), "{file} {policy:?}"),
+            }
+        }
+    }
+}
