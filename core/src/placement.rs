@@ -8,9 +8,9 @@
 //!   (1 node for 2 GPUs where nodes have 4; 2 nodes for 6); refused otherwise.
 //! - `single-numa-node`: all GPUs on one node; refused otherwise.
 //!
-//! Allocation runs over every service of the host at once and is deterministic: explicit
-//! requests (`gpu.devices`) first, then services whose GPUs are recorded as held (see
-//! [`Claims`]) keep them while their request is unchanged, then the rest in name order. A GPU
+//! Allocation runs over every service of the host at once and is deterministic: services whose
+//! GPUs are recorded as held (see [`Claims`]) keep them while their request is unchanged, then
+//! explicit requests (`gpu.devices`) get what they name, then the rest go in name order. A GPU
 //! goes to one service only, unless every service that holds it says `gpu.shared = true`.
 //! Among candidate nodes the one with the fewest free GPUs that still fit wins (best fit, so big
 //! requests that come later still find room), then the lowest node number; within a node the
@@ -124,17 +124,8 @@ pub fn place(topology: &Topology, requests: &[(&str, &Request)], claims: &Claims
     let mut sorted: Vec<(&str, &Request)> = requests.to_vec();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
 
-    // 1. Explicit GPUs.
-    for (name, req) in sorted.iter().filter(|(_, r)| r.count.is_none()) {
-        let result = explicit(topology, req, &holders);
-        if let Ok(picked) = &result {
-            for &g in &picked.0 {
-                holders.take(g, name, req.shared);
-            }
-        }
-        out.insert(name.to_string(), result.map(|(gpus, other)| assignment(topology, req, gpus, other)));
-    }
-    // 2. Held GPUs stay with their service while its request is unchanged.
+    // 1. Services that hold GPUs keep them while their request is unchanged, so adding a
+    //    service, whatever it asks, never moves them.
     let mut pending = Vec::new();
     for (name, req) in sorted.iter().filter(|(_, r)| r.count.is_some()) {
         let kept = claims.claims.get(*name).filter(|c| c.request == fingerprint(req)).and_then(|c| {
@@ -150,6 +141,16 @@ pub fn place(topology: &Topology, requests: &[(&str, &Request)], claims: &Claims
             }
             None => pending.push((*name, *req)),
         }
+    }
+    // 2. Explicit GPUs.
+    for (name, req) in sorted.iter().filter(|(_, r)| r.count.is_none()) {
+        let result = explicit(topology, req, &holders);
+        if let Ok(picked) = &result {
+            for &g in &picked.0 {
+                holders.take(g, name, req.shared);
+            }
+        }
+        out.insert(name.to_string(), result.map(|(gpus, other)| assignment(topology, req, gpus, other)));
     }
     // 3. The rest, in name order.
     for (name, req) in pending {

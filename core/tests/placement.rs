@@ -169,6 +169,13 @@ fn adding_a_service_does_not_move_services_that_hold_their_gpus() {
     }
     let aaa = summary(after[0].1.as_ref().expect("aaa placed"));
     assert!(aaa.0.iter().all(|g| ![0, 1, 2].contains(g)), "aaa took a held GPU: {aaa:?}");
+    // Nor does a service that names a held GPU: it is refused.
+    let named = place(&t, &[("aaa", devices(vec![GpuSelector::Index(0)], NoPolicy)), ("chat", count(2, SingleNumaNode)), ("embed", count(1, SingleNumaNode))], &claims);
+    assert_eq!(
+        named[0].1.as_ref().expect_err("aaa refused"),
+        "GPU 0 (0000:18:00.0) is already given to chat (a GPU goes to one service unless all that use it set gpu.shared = true)"
+    );
+    assert_eq!(summary(named[1].1.as_ref().expect("chat")).0, vec![0, 1]);
     // A changed request lets go: chat now asks for 3 and is placed afresh.
     let changed = place(&t, &[("chat", count(3, SingleNumaNode)), ("embed", count(1, SingleNumaNode))], &claims);
     assert_eq!(summary(changed[0].1.as_ref().expect("chat")).0.len(), 3);
