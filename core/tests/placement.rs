@@ -3,6 +3,8 @@
 //! tests/fixtures/h200. Each test asks what a sysadmin would ask and checks the GPUs, CPUs and
 //! memory nodes a service gets, or the words of the refusal.
 
+#![allow(clippy::type_complexity)] // expectation tables read best inline
+
 use std::path::{Path, PathBuf};
 
 use aicontainers::diag::Diagnostic;
