@@ -324,15 +324,17 @@ pub fn write_units(plan: Plan, out_dir: &Path, quadlet: &Quadlet, aictl: &Path) 
             handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
         })
     };
-    let mut said = String::new();
+    // What each shard's Quadlet said stays with that shard's services.
+    let mut said_by_shard = Vec::with_capacity(shards);
     let mut finished = Vec::with_capacity(plan.services.len());
     for (s, f) in results {
-        said.push_str(&s);
+        said_by_shard.push(s);
         finished.extend(f);
     }
     lap("quadlet", &mut outcome.timings);
     let mut failed = plan.failed;
-    for (p, finished) in plan.services.into_iter().zip(finished) {
+    for (i, (p, finished)) in plan.services.into_iter().zip(finished).enumerate() {
+        let said = &said_by_shard[i / chunk];
         let name = &p.service.name;
         let unit_name = format!("{name}.service");
         if finished? {
@@ -355,7 +357,8 @@ pub fn write_units(plan: Plan, out_dir: &Path, quadlet: &Quadlet, aictl: &Path) 
                 .map(|l| l.split_once("]: ").map_or(l, |(_, rest)| rest))
                 .collect();
             let message = if reasons.is_empty() {
-                format!("podman's Quadlet produced no unit: {}", said.trim())
+                let all: Vec<&str> = said.lines().map(|l| l.split_once("]: ").map_or(l, |(_, rest)| rest)).collect();
+                format!("podman's Quadlet produced no unit: {}", all.join("; ").trim())
             } else {
                 format!("podman's Quadlet refused it: {}", reasons.join("; "))
             };

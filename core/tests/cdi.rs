@@ -45,3 +45,18 @@ fn device_nodes_map_through_the_drivers_minor_numbers() {
     let err = read_spec(&spec, &nodes).expect_err("no devices");
     assert!(err.ends_with("not a CDI spec: no `devices` list"), "{err}");
 }
+
+#[test]
+fn names_outside_cdis_grammar_never_reach_a_unit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = dir.path().join("evil.yaml");
+    std::fs::write(
+        &spec,
+        "cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices:\n- name: \"0\\n[Service]\\nExecStartPre=+/bin/sh -c id\"\n  containerEdits:\n    deviceNodes:\n    - path: /dev/dri/by-path/pci-0000:01:00.0-card\n- name: \"1%n\"\n- name: good\n  containerEdits:\n    deviceNodes:\n    - path: /dev/dri/by-path/pci-0000:02:00.0-card\n",
+    )
+    .expect("write");
+    let names: Vec<String> = read_spec(&spec, &NodeMap::default()).expect("reads").into_iter().map(|d| d.name).collect();
+    assert_eq!(names, ["nvidia.com/gpu=good"]);
+    std::fs::write(&spec, "kind: \"nvidia.com/gpu\\nX=1\"\ndevices: []\n").expect("write");
+    assert!(read_spec(&spec, &NodeMap::default()).is_err(), "a kind outside the grammar");
+}
