@@ -232,11 +232,13 @@ impl ManagerObject {
     }
 
     /// Every service, by name: its name and object path.
+    #[zbus(out_args("services"))]
     async fn list_services(&self) -> Vec<(String, OwnedObjectPath)> {
         self.agent.list().await
     }
 
     /// The object path of the service NAME; org.aicontainers.Error.NotFound when there is none.
+    #[zbus(out_args("path"))]
     async fn get_service(&self, name: String) -> Result<OwnedObjectPath, Error> {
         self.agent.find(&name).await
     }
