@@ -72,10 +72,9 @@ async fn run(cli: Cli) -> Result<(), String> {
     server.at(ROOT_PATH, ManagerObject { agent: agent.clone() }).await.map_err(|e| e.to_string())?;
     server.at(ROOT_PATH, ObjectManager).await.map_err(|e| e.to_string())?;
 
-    let reply = conn
-        .request_name_with_flags(BUS_NAME, RequestNameFlags::DoNotQueue.into())
-        .await
-        .map_err(|e| format!("cannot own {BUS_NAME} (only root may; see /usr/share/dbus-1/system.d/{BUS_NAME}.conf): {}", systemd::describe(&e)))?;
+    let reply = conn.request_name_with_flags(BUS_NAME, RequestNameFlags::DoNotQueue.into()).await.map_err(|e| {
+        format!("cannot own {BUS_NAME} (only root may; see /usr/share/dbus-1/system.d/{BUS_NAME}.conf): {}", systemd::describe(&e))
+    })?;
     if reply != RequestNameReply::PrimaryOwner {
         return Err(format!("{BUS_NAME} is already owned: is another aicontainersd running?"));
     }

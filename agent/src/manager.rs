@@ -132,10 +132,12 @@ impl Agent {
         };
         let unknown = UnitState { active: "unknown".into(), sub: "unknown".into(), load: "unknown".into() };
         let state = followed.as_ref().map_or(unknown, |(_, _, s)| s.clone());
-        let object = ServiceObject::new(info.clone(), state.clone(), self.ctx.clone());
+        let object = ServiceObject::new(info.clone(), followed.as_ref().map(|(p, _, _)| p.clone()), state.clone(), self.ctx.clone());
         let server = conn.object_server();
         server.at(path.as_str(), object).await?;
-        let Some((unit_path, changes, state)) = followed else { return Ok(None) };
+        let Some((unit_path, changes, state)) = followed else {
+            return Ok(None);
+        };
         let iface = server.interface::<_, ServiceObject>(path.as_str()).await?;
         Ok(Some(tokio::spawn(follow(conn.clone(), unit_path, changes, state, iface))))
     }

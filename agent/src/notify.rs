@@ -11,7 +11,9 @@ use std::time::Duration;
 /// Sends `state` (e.g. `READY=1\nSTATUS=...`) to the service manager. `Ok(false)` when not run
 /// by one (`$NOTIFY_SOCKET` unset).
 pub fn notify(state: &str) -> io::Result<bool> {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return Ok(false) };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return Ok(false);
+    };
     let socket = UnixDatagram::unbound()?;
     match path.as_bytes().strip_prefix(b"@") {
         Some(abstract_name) => socket.send_to_addr(state.as_bytes(), &SocketAddr::from_abstract_name(abstract_name)?)?,

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use aicontainers::generate::Loaded;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
+use zbus::zvariant::OwnedObjectPath;
 use zbus::{interface, Connection};
 
 use crate::auth;
@@ -87,13 +88,15 @@ pub struct Context {
 #[derive(Debug)]
 pub struct ServiceObject {
     pub info: ServiceInfo,
+    /// systemd's object of the unit, when systemd could load it.
+    unit_path: Option<OwnedObjectPath>,
     live: Mutex<UnitState>,
     ctx: Arc<Context>,
 }
 
 impl ServiceObject {
-    pub fn new(info: ServiceInfo, live: UnitState, ctx: Arc<Context>) -> Self {
-        ServiceObject { info, live: Mutex::new(live), ctx }
+    pub fn new(info: ServiceInfo, unit_path: Option<OwnedObjectPath>, live: UnitState, ctx: Arc<Context>) -> Self {
+        ServiceObject { info, unit_path, live: Mutex::new(live), ctx }
     }
 
     fn live(&self) -> UnitState {
@@ -115,13 +118,20 @@ impl ServiceObject {
         Ok(())
     }
 
-    async fn act(&self, conn: &Connection, header: &Header<'_>, verb: Verb) -> Result<(), Error> {
+    async fn act(&self, conn: &Connection, header: &Header<'_>, emitter: &SignalEmitter<'_>, verb: Verb) -> Result<(), Error> {
         let what = format!("{} {}", verb.as_str(), self.info.unit);
         auth::authorize(conn, header, ACTION_MANAGE_SERVICES, &what).await?;
         log::info!(service = self.info.name.as_str(), unit = self.info.unit.as_str(), verb = verb.as_str(); "{what}");
         let done = systemd::run_job(&self.ctx.systemd, verb, &self.info.unit).await;
         if let Err(e) = &done {
             log::warn!(service = self.info.name.as_str(), unit = self.info.unit.as_str(); "{what}: {e}");
+        }
+        // Whoever reads the state after the reply sees the job's outcome, whether or not the
+        // unit's PropertiesChanged signal has been handled yet.
+        if let Some(path) = &self.unit_path {
+            if let Ok(state) = systemd::unit_state(conn, path).await {
+                self.update(state, emitter).await?;
+            }
         }
         done
     }
@@ -204,19 +214,34 @@ impl ServiceObject {
 
     /// Starts the unit and returns when systemd's job is done. Needs root or polkit action
     /// org.aicontainers.manage-services.
-    async fn start(&self, #[zbus(connection)] conn: &Connection, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
-        self.act(conn, &header, Verb::Start).await
+    async fn start(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), Error> {
+        self.act(conn, &header, &emitter, Verb::Start).await
     }
 
     /// Stops the unit and returns when systemd's job is done. Needs root or polkit action
     /// org.aicontainers.manage-services.
-    async fn stop(&self, #[zbus(connection)] conn: &Connection, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
-        self.act(conn, &header, Verb::Stop).await
+    async fn stop(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), Error> {
+        self.act(conn, &header, &emitter, Verb::Stop).await
     }
 
     /// Restarts the unit and returns when systemd's job is done. Needs root or polkit action
     /// org.aicontainers.manage-services.
-    async fn restart(&self, #[zbus(connection)] conn: &Connection, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
-        self.act(conn, &header, Verb::Restart).await
+    async fn restart(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), Error> {
+        self.act(conn, &header, &emitter, Verb::Restart).await
     }
 }

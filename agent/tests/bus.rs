@@ -122,7 +122,14 @@ async fn everyone_may_read() {
     let got = rig.dbus_send(true, &web, "org.freedesktop.DBus.Introspectable.Introspect", &[]).await;
     assert!(got.status.success() && said(&got).contains("org.aicontainers.Service1"), "{}", said(&got));
     // No property is writable, and the policy does not even let Set through.
-    let got = rig.dbus_send(true, &web, "org.freedesktop.DBus.Properties.Set", &["string:org.aicontainers.Service1", "string:Image", "variant:string:evil"]).await;
+    let got = rig
+        .dbus_send(
+            true,
+            &web,
+            "org.freedesktop.DBus.Properties.Set",
+            &["string:org.aicontainers.Service1", "string:Image", "variant:string:evil"],
+        )
+        .await;
     assert!(!got.status.success() && said(&got).contains("AccessDenied"), "{}", said(&got));
 }
 
@@ -164,7 +171,10 @@ async fn polkit_decides_for_everyone_but_root() {
     {
         let checks = rig.checks.lock().unwrap();
         assert_eq!(checks.len(), 4, "{checks:?}");
-        assert!(checks.iter().all(|(kind, action, _)| kind == "system-bus-name" && action == "org.aicontainers.manage-services"), "{checks:?}");
+        assert!(
+            checks.iter().all(|(kind, action, _)| kind == "system-bus-name" && action == "org.aicontainers.manage-services"),
+            "{checks:?}"
+        );
         let calls = rig.calls.lock().unwrap();
         assert!(calls.iter().all(|(m, _)| m == "Subscribe"), "systemd was asked to act for nobody: {calls:?}");
     }
@@ -193,7 +203,11 @@ async fn root_starts_stops_and_the_state_follows_systemd() {
     let calls: Vec<_> = rig.calls.lock().unwrap().iter().skip(1).cloned().collect();
     assert_eq!(
         calls,
-        vec![("StartUnit".into(), "web.service".into()), ("RestartUnit".into(), "web.service".into()), ("StopUnit".into(), "web.service".into())]
+        vec![
+            ("StartUnit".into(), "web.service".into()),
+            ("RestartUnit".into(), "web.service".into()),
+            ("StopUnit".into(), "web.service".into())
+        ]
     );
 
     // A job that does not end with `done` is a typed failure naming the result.
@@ -263,7 +277,14 @@ async fn introspection_matches_the_installed_xml() {
     need_root!();
     let rig = Rig::start(Polkit::Absent).await;
     for (path, interface) in [(ROOT_PATH.to_owned(), MANAGER_INTERFACE), (service_path("web"), SERVICE_INTERFACE)] {
-        let proxy = zbus::fdo::IntrospectableProxy::builder(&rig.client).destination(BUS_NAME).unwrap().path(path.as_str()).unwrap().build().await.unwrap();
+        let proxy = zbus::fdo::IntrospectableProxy::builder(&rig.client)
+            .destination(BUS_NAME)
+            .unwrap()
+            .path(path.as_str())
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
         let xml = proxy.introspect().await.unwrap();
         let open = format!("<interface name=\"{interface}\">");
         let start = xml.find(&open).unwrap_or_else(|| panic!("{path} has no {interface}:\n{xml}"));
@@ -277,7 +298,8 @@ async fn introspection_matches_the_installed_xml() {
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(&file, &live).unwrap();
         }
-        let golden = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1 to create it)", file.display()));
+        let golden =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1 to create it)", file.display()));
         assert_eq!(live, golden, "{} differs from the live introspection (UPDATE_GOLDEN=1 rewrites it)", file.display());
     }
 }

@@ -70,10 +70,19 @@ pub struct FakeSystemd {
 }
 
 impl FakeSystemd {
-    async fn job(&self, server: &ObjectServer, emitter: &SignalEmitter<'_>, method: &str, name: &str, active: &str, sub: &str) -> zbus::fdo::Result<OwnedObjectPath> {
+    async fn job(
+        &self,
+        server: &ObjectServer,
+        emitter: &SignalEmitter<'_>,
+        method: &str,
+        name: &str,
+        active: &str,
+        sub: &str,
+    ) -> zbus::fdo::Result<OwnedObjectPath> {
         self.calls.lock().unwrap().push((method.into(), name.into()));
         let path = ensure_unit(server, name).await?;
-        let (active, sub, result) = if name.starts_with("broken") && active == "active" { ("failed", "failed", "failed") } else { (active, sub, "done") };
+        let (active, sub, result) =
+            if name.starts_with("broken") && active == "active" { ("failed", "failed", "failed") } else { (active, sub, "done") };
         set_unit_state(server, &path, active, sub).await?;
         let id = self.next_job.fetch_add(1, Ordering::SeqCst) + 1;
         let job = OwnedObjectPath::try_from(format!("{SYSTEMD_PATH}/job/{id}")).unwrap();
@@ -109,13 +118,31 @@ impl FakeSystemd {
         let path = ensure_unit(server, &name).await?;
         Ok(OwnedObjectPath::try_from(path).unwrap())
     }
-    async fn start_unit(&self, name: String, _mode: String, #[zbus(object_server)] server: &ObjectServer, #[zbus(signal_emitter)] emitter: SignalEmitter<'_>) -> zbus::fdo::Result<OwnedObjectPath> {
+    async fn start_unit(
+        &self,
+        name: String,
+        _mode: String,
+        #[zbus(object_server)] server: &ObjectServer,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> zbus::fdo::Result<OwnedObjectPath> {
         self.job(server, &emitter, "StartUnit", &name, "active", "running").await
     }
-    async fn stop_unit(&self, name: String, _mode: String, #[zbus(object_server)] server: &ObjectServer, #[zbus(signal_emitter)] emitter: SignalEmitter<'_>) -> zbus::fdo::Result<OwnedObjectPath> {
+    async fn stop_unit(
+        &self,
+        name: String,
+        _mode: String,
+        #[zbus(object_server)] server: &ObjectServer,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> zbus::fdo::Result<OwnedObjectPath> {
         self.job(server, &emitter, "StopUnit", &name, "inactive", "dead").await
     }
-    async fn restart_unit(&self, name: String, _mode: String, #[zbus(object_server)] server: &ObjectServer, #[zbus(signal_emitter)] emitter: SignalEmitter<'_>) -> zbus::fdo::Result<OwnedObjectPath> {
+    async fn restart_unit(
+        &self,
+        name: String,
+        _mode: String,
+        #[zbus(object_server)] server: &ObjectServer,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> zbus::fdo::Result<OwnedObjectPath> {
         self.job(server, &emitter, "RestartUnit", &name, "active", "running").await
     }
     async fn reload(&self, #[zbus(signal_emitter)] emitter: SignalEmitter<'_>) -> zbus::fdo::Result<()> {
