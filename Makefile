@@ -51,6 +51,11 @@ install: build
 	install -Dm644 agent/data/50-aicontainers.rules $(DESTDIR)$(POLKITDIR)/rules.d/50-aicontainers.rules
 	install -Dm644 -t $(DESTDIR)$(DBUSIFACEDIR) agent/interfaces/org.aicontainers.Manager1.xml agent/interfaces/org.aicontainers.Service1.xml
 	install -Dm644 man/aicontainersd.8 $(DESTDIR)$(MANDIR)/man8/aicontainersd.8
+	install -dm755 $(DESTDIR)$(DATADIR)/bash-completion/completions $(DESTDIR)$(DATADIR)/zsh/vendor-completions \
+	               $(DESTDIR)$(DATADIR)/fish/vendor_completions.d
+	$(RELEASE)/aictl completions bash > $(DESTDIR)$(DATADIR)/bash-completion/completions/aictl
+	$(RELEASE)/aictl completions zsh > $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_aictl
+	$(RELEASE)/aictl completions fish > $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/aictl.fish
 
 uninstall:
 	rm -f $(DESTDIR)$(GENERATORDIR)/aicontainers-generator $(DESTDIR)$(BINDIR)/aictl \
@@ -61,7 +66,8 @@ uninstall:
 	      $(DESTDIR)$(SYSUSERSDIR)/aicontainers.conf $(DESTDIR)$(DBUSSYSTEMDIR)/org.aicontainers.Agent1.conf \
 	      $(DESTDIR)$(POLKITDIR)/actions/org.aicontainers.policy $(DESTDIR)$(POLKITDIR)/rules.d/50-aicontainers.rules \
 	      $(DESTDIR)$(DBUSIFACEDIR)/org.aicontainers.Manager1.xml $(DESTDIR)$(DBUSIFACEDIR)/org.aicontainers.Service1.xml \
-	      $(DESTDIR)$(MANDIR)/man8/aicontainersd.8
+	      $(DESTDIR)$(MANDIR)/man8/aicontainersd.8 $(DESTDIR)$(DATADIR)/bash-completion/completions/aictl \
+	      $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_aictl $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/aictl.fish
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 # Unit and golden tests (no VM).
