@@ -335,19 +335,27 @@ impl Rig {
 
     /// Runs the agent and waits for its READY=1 on a notify socket of the test's own.
     pub async fn start_agent(&mut self) -> String {
+        self.start_agent_with(None).await
+    }
+
+    /// The agent's process ID.
+    pub fn agent_pid(&self) -> u32 {
+        self.agent.as_ref().expect("the agent runs").id()
+    }
+
+    /// [`Rig::start_agent`], with `$WATCHDOG_USEC` set to `watchdog` when given.
+    pub async fn start_agent_with(&mut self, watchdog: Option<Duration>) -> String {
         let notify_path = self.dir.path().join("notify");
         let _ = std::fs::remove_file(&notify_path);
         let notify = UnixDatagram::bind(&notify_path).unwrap();
         notify.set_read_timeout(Some(GUARD)).unwrap();
         let log = std::fs::File::create(&self.agent_log).unwrap();
-        let agent = Command::new(env!("CARGO_BIN_EXE_aicontainersd"))
-            .args(["--bus-address", &self.address, "--root"])
-            .arg(&self.root)
-            .arg("-v")
-            .env("NOTIFY_SOCKET", &notify_path)
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let mut agent = Command::new(env!("CARGO_BIN_EXE_aicontainersd"));
+        agent.args(["--bus-address", &self.address, "--root"]).arg(&self.root).arg("-v").env("NOTIFY_SOCKET", &notify_path).stderr(log);
+        if let Some(w) = watchdog {
+            agent.env("WATCHDOG_USEC", w.as_micros().to_string());
+        }
+        let agent = agent.spawn().unwrap();
         self.agent = Some(agent);
         let log_path = self.agent_log.clone();
         tokio::task::spawn_blocking(move || {
