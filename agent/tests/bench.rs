@@ -89,7 +89,7 @@ async fn agent_numbers() {
                     let t = Instant::now();
                     let props = p.get_all(InterfaceName::try_from(SERVICE_INTERFACE).unwrap()).await.unwrap();
                     single.push(t.elapsed());
-                    assert_eq!(props.len(), 13);
+                    assert_eq!(props.len(), 12);
                 }
             }
             single.sort();

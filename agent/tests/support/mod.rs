@@ -295,6 +295,7 @@ impl Rig {
             .arg(format!("--config-file={}", config.display()))
             .args(["--nofork", "--nopidfile", "--print-address=1"])
             .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join("dbus-daemon.log")).unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run dbus-daemon ({e}): install the Debian package dbus-daemon (tests/run-all does)"));
         // dbus-daemon prints its address once it listens.
