@@ -96,6 +96,8 @@ async fn run(cli: Cli) -> Result<(), String> {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+        // Without the bus the agent is useless: exit, and let systemd restart it.
+        _ = conn.closed() => return Err("lost the connection to the bus".into()),
     }
     let _ = notify::notify("STOPPING=1");
     log::info!("stopping");

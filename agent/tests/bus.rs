@@ -303,3 +303,13 @@ async fn introspection_matches_the_installed_xml() {
         assert_eq!(live, golden, "{} differs from the live introspection (UPDATE_GOLDEN=1 rewrites it)", file.display());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_bus_it_exits_for_systemd_to_restart_it() {
+    need_root!();
+    let mut rig = Rig::start(Polkit::Absent).await;
+    rig.kill_bus();
+    let status = rig.agent_exit().await;
+    assert_eq!(status.code(), Some(1), "{}", rig.log());
+    assert!(rig.log().contains("lost the connection to the bus"), "{}", rig.log());
+}

@@ -375,6 +375,21 @@ impl Rig {
         .unwrap()
     }
 
+    /// Stops the bus, as a crash or restart of dbus would.
+    pub fn kill_bus(&mut self) {
+        self.dbus.kill().unwrap();
+        self.dbus.wait().unwrap();
+    }
+
+    /// Waits for the agent to exit.
+    pub async fn agent_exit(&mut self) -> std::process::ExitStatus {
+        let mut agent = self.agent.take().expect("the agent runs");
+        tokio::time::timeout(GUARD, tokio::task::spawn_blocking(move || agent.wait().unwrap()))
+            .await
+            .expect("the agent did not exit")
+            .unwrap()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.agent_log).unwrap_or_default()
     }
