@@ -15,6 +15,4 @@ pub enum Error {
     AccessDenied(String),
     /// systemd refused the request, or its job did not finish with `done`.
     Failed(String),
-    /// The request names something that cannot be acted on as asked.
-    InvalidArgs(String),
 }

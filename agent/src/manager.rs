@@ -1,7 +1,7 @@
 //! The agent's state (the services it shows) and `org.aicontainers.Manager1`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use aicontainers::account::HostAccounts;
@@ -258,9 +258,4 @@ impl ManagerObject {
             .map_err(|e| Error::Failed(format!("systemd daemon-reload failed: {}", systemd::describe(&e))))?;
         self.agent.rescan().await.map(|_| ())
     }
-}
-
-/// The root of the host, for [`Host`].
-pub fn host(root: &Path) -> Host {
-    Host { root: root.to_owned() }
 }
