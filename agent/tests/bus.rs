@@ -313,3 +313,28 @@ async fn without_the_bus_it_exits_for_systemd_to_restart_it() {
     assert_eq!(status.code(), Some(1), "{}", rig.log());
     assert!(rig.log().contains("lost the connection to the bus"), "{}", rig.log());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watchdog_keep_alives_and_a_clean_stop() {
+    need_root!();
+    let mut rig = Rig::without_agent(Polkit::Absent).await;
+    rig.start_agent_with(Some(std::time::Duration::from_millis(200))).await;
+    rig.wait_notify("WATCHDOG=1").await;
+    rig.wait_notify("WATCHDOG=1").await;
+    let pid = rig.agent_pid().to_string();
+    let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    rig.wait_notify("STOPPING=1").await;
+    let status = rig.agent_exit().await;
+    assert_eq!(status.code(), Some(0), "{}", rig.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_file_gives_a_new_object() {
+    need_root!();
+    let rig = Rig::start(Polkit::Absent).await;
+    write_service(&rig.root, "web", &WEB.replace("localhost/web:1", "localhost/web:2"));
+    let manager = zbus::Proxy::new(&rig.client, BUS_NAME, ROOT_PATH, MANAGER_INTERFACE).await.unwrap();
+    manager.call::<_, _, ()>("Reload", &()).await.unwrap();
+    assert_eq!(string(&props(&rig, &service_path("web")).await, "Image"), "localhost/web:2");
+}

@@ -199,6 +199,7 @@ pub struct Rig {
     pub socket: PathBuf,
     dbus: Child,
     agent: Option<Child>,
+    notify: Option<Arc<UnixDatagram>>,
     pub agent_log: PathBuf,
     pub systemd: Connection,
     pub calls: Calls,
@@ -331,7 +332,7 @@ impl Rig {
         };
         let client = zbus::connection::Builder::address(address.as_str()).unwrap().build().await.unwrap();
         let agent_log = dir.path().join("agent.log");
-        Rig { dir, root, address, socket, dbus, agent: None, agent_log, systemd, calls, polkit, checks, client }
+        Rig { dir, root, address, socket, dbus, agent: None, notify: None, agent_log, systemd, calls, polkit, checks, client }
     }
 
     /// Runs the agent and waits for its READY=1 on a notify socket of the test's own.
@@ -358,13 +359,21 @@ impl Rig {
         }
         let agent = agent.spawn().unwrap();
         self.agent = Some(agent);
+        self.notify = Some(Arc::new(notify));
+        self.wait_notify("READY=1").await
+    }
+
+    /// Reads the agent's sd_notify messages until one contains `what`; returns them all.
+    pub async fn wait_notify(&self, what: &str) -> String {
+        let notify = self.notify.clone().expect("the agent was started");
         let log_path = self.agent_log.clone();
+        let what = what.to_owned();
         tokio::task::spawn_blocking(move || {
             let mut all = String::new();
             let mut buf = [0u8; 4096];
-            while !all.contains("READY=1") {
+            while !all.contains(&what) {
                 let n = notify.recv(&mut buf).unwrap_or_else(|e| {
-                    panic!("no READY=1 from the agent ({e}); its log:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default())
+                    panic!("no {what} from the agent ({e}); its log:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default())
                 });
                 all.push_str(&String::from_utf8_lossy(&buf[..n]));
                 all.push('\n');
