@@ -118,3 +118,17 @@ fn completions_for_bash_zsh_and_fish() {
         assert!(text.contains("status") && text.contains("restart") && text.contains("validate"), "{shell}: {text}");
     }
 }
+
+/// At a terminal, aictl runs polkit's text agent (pkttyagent) for the call, as systemctl does;
+/// where polkit cannot ask (here: none runs), the user still gets the clear refusal.
+#[tokio::test(flavor = "multi_thread")]
+async fn at_a_terminal_nobody_is_still_refused_clearly() {
+    assert!(nix::unistd::geteuid().is_root(), "these tests must run as root: they run aictl as nobody");
+    let rig = Rig::start(Polkit::Absent).await;
+    let command = format!("{} stop web", aictl_path());
+    // script(1) gives aictl a terminal.
+    let got = rig.as_nobody("script", &["-qec", &command, "/dev/null"]).await;
+    let text = said(&got);
+    assert!(!got.status.success(), "{text}");
+    assert!(text.contains("aictl: permission denied: UID 65534 may not stop web.service: polkit is not running"), "{text}");
+}

@@ -76,6 +76,11 @@ struct Row {
 }
 
 pub fn run(command: LiveCommand) -> Result<ExitCode, String> {
+    // Like systemctl: a user at a terminal may be asked for a password by polkit.
+    let _agent = match &command {
+        LiveCommand::Status { .. } => None,
+        _ => TtyAgent::start(),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start: {e}"))?;
     runtime.block_on(async move {
         match command {
@@ -255,4 +260,39 @@ async fn reload(json: bool) -> Result<ExitCode, String> {
         out!("reloaded: {} services", services.len());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// polkit's text-mode authentication agent (`pkttyagent --fallback`), run for the duration of a
+/// mutating command when a non-root user is at a terminal, as `systemctl` does: polkit can then
+/// ask for a password (`auth_admin_keep`) instead of refusing outright. Stopped when dropped.
+struct TtyAgent(std::process::Child);
+
+impl TtyAgent {
+    const PATH: &'static str = "/usr/bin/pkttyagent";
+
+    fn start() -> Option<TtyAgent> {
+        use std::io::{IsTerminal, Read};
+        use std::os::fd::AsRawFd;
+        if nix::unistd::geteuid().is_root() || !std::io::stdin().is_terminal() || !std::path::Path::new(Self::PATH).exists() {
+            return None;
+        }
+        // pkttyagent closes --notify-fd once it is registered (or exits when it cannot be).
+        let (read, write) = nix::unistd::pipe().ok()?;
+        nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).ok()?;
+        let child = std::process::Command::new(Self::PATH)
+            .args(["--notify-fd", &write.as_raw_fd().to_string(), "--fallback"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        drop(write);
+        let _ = std::fs::File::from(read).read_to_end(&mut Vec::new());
+        Some(TtyAgent(child))
+    }
+}
+
+impl Drop for TtyAgent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
