@@ -42,8 +42,8 @@ pub const POLKIT_INTERACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 const ALLOW_USER_INTERACTION: u32 = 1;
 
 /// Checks that the sender of the call in `header` may perform `action` (a polkit action id);
-/// `what` says what the call does, for the error message.
-pub async fn authorize(conn: &Connection, header: &Header<'_>, action: &str, what: &str) -> Result<(), Error> {
+/// `what` says what the call does, for the error message. Returns the caller's UID.
+pub async fn authorize(conn: &Connection, header: &Header<'_>, action: &str, what: &str) -> Result<u32, Error> {
     let sender = header.sender().ok_or_else(|| Error::AccessDenied("the call has no sender".into()))?.to_owned();
     let dbus = zbus::fdo::DBusProxy::new(conn).await?;
     let uid = dbus
@@ -51,7 +51,7 @@ pub async fn authorize(conn: &Connection, header: &Header<'_>, action: &str, wha
         .await
         .map_err(|e| Error::AccessDenied(format!("cannot tell who is calling: {e}")))?;
     if uid == 0 {
-        return Ok(());
+        return Ok(uid);
     }
     let interactive = header.primary().flags().contains(Flags::AllowInteractiveAuth);
     let limit = if interactive { POLKIT_INTERACTIVE_TIMEOUT } else { POLKIT_TIMEOUT };
@@ -66,7 +66,7 @@ pub async fn authorize(conn: &Connection, header: &Header<'_>, action: &str, wha
             Err(denied("polkit is not running on this system, so only root may do this".into()))
         }
         Ok(Err(e)) => Err(denied(format!("polkit could not decide: {}", crate::systemd::describe(&e)))),
-        Ok(Ok((true, _, _))) => Ok(()),
+        Ok(Ok((true, _, _))) => Ok(uid),
         Ok(Ok((false, true, _))) => Err(denied(format!(
             "polkit action {action} needs authentication; run it as root (sudo), or be in the aicontainers-admin group"
         ))),

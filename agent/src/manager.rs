@@ -248,8 +248,8 @@ impl ManagerObject {
     /// systemctl daemon-reload, then reads the service files again: new services appear,
     /// removed ones disappear. Needs root or polkit action org.aicontainers.manage-services.
     async fn reload(&self, #[zbus(connection)] conn: &Connection, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
-        auth::authorize(conn, &header, ACTION_MANAGE_SERVICES, "reload the services").await?;
-        log::info!("daemon-reload requested");
+        let uid = auth::authorize(conn, &header, ACTION_MANAGE_SERVICES, "reload the services").await?;
+        log::info!(caller_uid = uid; "daemon-reload (asked by UID {uid})");
         self.agent
             .ctx
             .systemd

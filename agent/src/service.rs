@@ -120,8 +120,8 @@ impl ServiceObject {
 
     async fn act(&self, conn: &Connection, header: &Header<'_>, emitter: &SignalEmitter<'_>, verb: Verb) -> Result<(), Error> {
         let what = format!("{} {}", verb.as_str(), self.info.unit);
-        auth::authorize(conn, header, ACTION_MANAGE_SERVICES, &what).await?;
-        log::info!(service = self.info.name.as_str(), unit = self.info.unit.as_str(), verb = verb.as_str(); "{what}");
+        let uid = auth::authorize(conn, header, ACTION_MANAGE_SERVICES, &what).await?;
+        log::info!(service = self.info.name.as_str(), unit = self.info.unit.as_str(), verb = verb.as_str(), caller_uid = uid; "{what} (asked by UID {uid})");
         let done = systemd::run_job(&self.ctx.systemd, verb, &self.info.unit).await;
         if let Err(e) = &done {
             log::warn!(service = self.info.name.as_str(), unit = self.info.unit.as_str(); "{what}: {e}");

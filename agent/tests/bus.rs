@@ -196,6 +196,8 @@ async fn root_starts_stops_and_the_state_follows_systemd() {
     let mut changes = changes_of(&rig, "web").await;
     call_service(&rig, "web", "Start").await.unwrap();
     wait_state(&mut changes, "active").await;
+    let log = rig.log();
+    assert!(log.contains("start web.service (asked by UID 0)") && log.contains("service=web") && log.contains("caller_uid=0"), "{log}");
     assert_eq!(string(&props(&rig, &service_path("web")).await, "SubState"), "running");
     call_service(&rig, "web", "Restart").await.unwrap();
     call_service(&rig, "web", "Stop").await.unwrap();
