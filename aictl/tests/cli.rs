@@ -190,3 +190,14 @@ fn gpu_release_forgets_a_hold_and_a_broken_claims_file_is_kept_aside() {
     assert_eq!(v["claims"], serde_json::json!({}));
     assert_eq!(stdout(&run(&["gpu", "release", "b"])), "b holds no GPUs\n");
 }
+
+#[test]
+fn topology_of_this_host_works_without_any_gpu() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = aictl(&["topology", "--json", "--config", dir.path().to_str().expect("utf-8")]);
+    assert!(o.status.success(), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["topology"]["source"], "live");
+    assert!(!v["topology"]["nodes"].as_array().expect("nodes").is_empty(), "hwloc sees at least one NUMA node: {v}");
+    assert!(v["topology"]["nodes"][0]["cpus"].as_array().is_some_and(|c| !c.is_empty()), "{v}");
+}

@@ -110,12 +110,13 @@ impl Topology {
     pub fn live(extra_pci: &BTreeSet<String>) -> Result<Topology, String> {
         // hwloc's GPU plugins would load CUDA, NVML or OpenCL (slow, and not for a generator);
         // PCI and the kernel's view are all placement needs. A plugin that is not there is fine.
+        // hwloc refuses (EINVAL) names it has no component of, and the builder is consumed by
+        // a failed call: each name is tried on a probe builder first.
         let mut builder = hwlocality::Topology::builder();
         for plugin in ["cuda", "nvml", "opencl", "gl", "rsmi", "levelzero"] {
-            builder = match builder.without_component(plugin) {
-                Ok(b) => b,
-                Err(e) => return Err(format!("hwloc: {e}")),
-            };
+            if hwlocality::Topology::builder().without_component(plugin).is_ok() {
+                builder = builder.without_component(plugin).map_err(|e| format!("hwloc: {e}"))?;
+            }
         }
         let topology = with_io(builder)?.build().map_err(|e| format!("hwloc cannot discover this host: {e}"))?;
         Ok(Self::from_hwloc(&topology, "live".into(), extra_pci))
