@@ -22,6 +22,7 @@ macro_rules! out_raw {
 
 mod account;
 mod gpu;
+mod model;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -118,6 +119,11 @@ enum Command {
         #[command(subcommand)]
         command: account::AccountCommand,
     },
+    /// The model cache: pull, list, inspect, remove and collect models (man aictl, docs/models.md).
+    Model {
+        #[command(subcommand)]
+        command: model::ModelCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -136,6 +142,7 @@ fn main() -> ExitCode {
         Command::Topology { topology_xml, config, json, save_xml: None } => gpu::topology(topology_xml.as_deref(), &config, json),
         Command::Gpu { command } => gpu::run(command),
         Command::Account { command } => account::run(command),
+        Command::Model { command } => model::run(command),
         Command::HealthWatch { name, interval, foreground } => health_watch(&name, interval, foreground),
     };
     match result {
