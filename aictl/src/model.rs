@@ -32,6 +32,10 @@ pub enum ModelCommand {
         /// At most this many bytes per second (suffixes K, M, G).
         #[arg(long, value_name = "RATE", value_parser = parse_rate)]
         limit_rate: Option<u64>,
+        /// Fail rather than let the cache's blobs exceed SIZE (suffixes K, M, G; default:
+        /// $AICONTAINERS_MODELS_QUOTA, which a drop-in for aicontainers-model@.service can set).
+        #[arg(long, value_name = "SIZE", value_parser = parse_rate)]
+        quota: Option<u64>,
         /// Print progress events and the result as JSON lines.
         #[arg(long)]
         json: bool,
@@ -70,7 +74,7 @@ pub enum ModelCommand {
 
 fn parse_rate(text: &str) -> Result<u64, String> {
     let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a rate such as 50M"))?;
+    let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a number of bytes such as 50M"))?;
     let mult = match unit {
         "" => 1,
         "K" | "k" => 1 << 10,
@@ -92,9 +96,16 @@ fn parse(text: &str, sha256: Option<&str>) -> Result<Source, String> {
 
 pub fn run(command: ModelCommand) -> Result<ExitCode, String> {
     match command {
-        ModelCommand::Pull { source, sha256, unit, no_pin, limit_rate, json } => {
+        ModelCommand::Pull { source, sha256, unit, no_pin, limit_rate, quota, json } => {
             let source = parse(&source, sha256.as_deref())?;
-            let options = PullOptions { pin: !(unit || no_pin), if_missing: unit, limit_rate };
+            let quota = match quota {
+                Some(q) => Some(q),
+                None => match std::env::var("AICONTAINERS_MODELS_QUOTA") {
+                    Ok(q) if !q.is_empty() => Some(parse_rate(&q).map_err(|why| format!("AICONTAINERS_MODELS_QUOTA: {why}"))?),
+                    _ => None,
+                },
+            };
+            let options = PullOptions { pin: !(unit || no_pin), if_missing: unit, limit_rate, quota };
             pull(&source, &options, json)
         }
         ModelCommand::Ls { json } => ls(json),

@@ -356,3 +356,15 @@ fn file_sources_are_copied_in() {
     let path = Path::new(report["path"].as_str().expect("path")).to_owned();
     assert_eq!(files_under(&path), ["sub/m.gguf"], "symbolic links are not followed");
 }
+
+#[test]
+fn a_quota_refuses_a_pull_that_would_exceed_it_before_downloading() {
+    let Some(reg) = Registry::start() else { return };
+    reg.push_modelpack("models/a", "v1", &[("a.bin", &[1u8; 600_000])]);
+    reg.push_modelpack("models/b", "v1", &[("b.bin", &[2u8; 600_000])]);
+    let store = store_dir();
+    pull(store.path(), &["--quota", "1M", &format!("oci://{}/models/a:v1", reg.addr)]).expect("fits");
+    let err = pull_env(store.path(), &[&format!("oci://{}/models/b:v1", reg.addr)], &[("AICONTAINERS_MODELS_QUOTA", "1M")]).expect_err("over quota");
+    assert!(err.contains("quota of 1048576 bytes") && err.contains("aictl model gc"), "{err}");
+    assert_eq!(blobs(store.path()).len(), 1, "nothing of b was downloaded");
+}

@@ -71,6 +71,9 @@ pub struct PullOptions {
     pub if_missing: bool,
     /// At most this many bytes per second per download.
     pub limit_rate: Option<u64>,
+    /// The most bytes the store's blobs may take: a pull that would need more fails before it
+    /// downloads anything, saying how much `gc` could look for.
+    pub quota: Option<u64>,
 }
 
 /// What a pull did.
@@ -178,6 +181,15 @@ pub fn pull(store: &Store, source: &Source, options: &PullOptions, progress: &mu
         .filter(|i| !i.blob.digest.as_ref().is_some_and(|d| store.has_blob(d)))
         .filter_map(|i| i.blob.size)
         .sum();
+    if let Some(quota) = options.quota {
+        let used = store.usage()?;
+        if used.saturating_add(missing) > quota {
+            return Err(Error::Invalid(format!(
+                "{source}: needs {missing} more bytes and the model cache holds {used} of its quota of {quota} bytes: \
+                 remove models (`aictl model rm`, `aictl model gc`) or raise the quota"
+            )));
+        }
+    }
     progress(Event::Resolved { resolved: resolved.resolved.clone(), blobs: resolved.items.len(), bytes, missing });
 
     let (mut transferred, mut fetched, mut present) = (0u64, 0usize, 0usize);
