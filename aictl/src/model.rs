@@ -247,15 +247,17 @@ fn inspect(source: &Source, json: bool) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The sources the service files name; an unreadable file stops `gc` unless `force`.
+/// The sources the service files name; a file that cannot be parsed, or whose `[[model]]` is
+/// wrong, stops `gc` unless `force`.
 fn in_use(dirs: &[PathBuf], force: bool) -> Result<BTreeSet<String>, String> {
     let dirs: Vec<PathBuf> = if dirs.is_empty() { SYSTEM_DIRS.iter().map(PathBuf::from).collect() } else { dirs.to_vec() };
     let found = source::discover(&dirs);
     let mut keep = BTreeSet::new();
     let mut unreadable = Vec::new();
     for files in &found.services {
-        match source::load(files) {
-            Ok(service) => keep.extend(service.models.iter().map(|m| m.source.canonical())),
+        // A service with mistakes elsewhere still names its models.
+        match source::models(files) {
+            Ok(models) => keep.extend(models.iter().map(|m| m.source.canonical())),
             Err(diags) => unreadable.extend(diags.iter().map(|d| d.to_string())),
         }
     }

@@ -265,7 +265,12 @@ fn gc_removes_only_what_no_service_and_no_pin_holds() {
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(n(&report, "blobs"), 2, "{report}");
     assert_eq!(blobs(store.path()), [sha256(b"used by a service").trim_start_matches("sha256:").to_owned()]);
-    // A service file that cannot be read stops gc: its models are unknown.
+    // A service with a mistake elsewhere still keeps its model.
+    fs::write(config.path().join("typo.toml"), format!("[service]\nimage = \"localhost/x:1\"\ncomand = [\"x\"]\n[[model]]\nsource = \"{}\"\nmount = \"/m\"\n", src("tuned"))).expect("typo");
+    pull(store.path(), &["--no-pin", &src("used")]).expect("used");
+    let o = aictl(store.path(), &["model", "gc", "--json", "--config", config.path().to_str().expect("utf-8")]);
+    assert!(o.status.success(), "{o:?}");
+    // A service file that cannot be parsed stops gc: its models are unknown.
     fs::write(config.path().join("broken.toml"), "[service\n").expect("broken");
     let o = aictl(store.path(), &["model", "gc", "--config", config.path().to_str().expect("utf-8")]);
     assert!(!o.status.success());
@@ -355,6 +360,11 @@ fn file_sources_are_copied_in() {
     let report = pull(store.path(), &[&format!("file://{}", src.path().display())]).expect("pull");
     let path = Path::new(report["path"].as_str().expect("path")).to_owned();
     assert_eq!(files_under(&path), ["sub/m.gguf"], "symbolic links are not followed");
+    let secret = src.path().join("sub/secret");
+    fs::write(&secret, b"key").expect("write");
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let err = pull(store.path(), &[&format!("file://{}", src.path().display())]).expect_err("refused");
+    assert!(err.contains("not readable by others"), "{err}");
 }
 
 #[test]

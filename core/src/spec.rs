@@ -574,6 +574,19 @@ pub fn from_table(
     })
 }
 
+/// Only the `[[model]]` entries of a document, with only their own mistakes.
+pub fn models_only(root: &Table) -> Result<Vec<Model>, Vec<Diagnostic>> {
+    let mut ignored = Vec::new();
+    let top = Section::new("", root, TOP_KEYS, &mut ignored);
+    let mut diags = Vec::new();
+    let found = models(&top, &[], &mut diags);
+    if diags.is_empty() {
+        Ok(found)
+    } else {
+        Err(diags)
+    }
+}
+
 /// `[[model]]`: each entry's source, mount point and name, checked.
 fn models(top: &Section<'_>, volumes: &[String], diags: &mut Vec<Diagnostic>) -> Vec<Model> {
     let Some(entry) = top.get("model") else { return Vec::new() };

@@ -242,6 +242,17 @@ fn pull_local(store: &Store, source: &Source, path: &str, options: &PullOptions,
     let mut transferred = 0;
     let mut add = |file: &std::path::Path, rel: String| -> Result<(), Error> {
         let mut f = std::fs::File::open(file).map_err(|e| Error::Io { path: file.to_path_buf(), source: e })?;
+        // The cache is readable by every service account: copying a file they could not read
+        // would expose it.
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = f.metadata().map_err(|e| Error::Io { path: file.to_path_buf(), source: e })?.permissions().mode();
+        if mode & 0o004 == 0 {
+            return Err(Error::Invalid(format!(
+                "{}: not readable by others (mode {:o}); the model cache would make it readable by every service account, so it is not copied",
+                file.display(),
+                mode & 0o7777
+            )));
+        }
         let (digest, size) = store.put_reader(&mut f, &file.display().to_string())?;
         transferred += size;
         files.push(TreeFile { path: paths::check_relative(&rel).map_err(Error::Invalid)?, digest, size });
