@@ -21,6 +21,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -157,40 +158,87 @@ struct Copier<'a> {
 }
 
 impl Copier<'_> {
-    /// Returns the bytes copied.
-    fn copy(&mut self, from: &mut dyn Read, to: &mut dyn Write, hasher: &mut Sha256, mut done: u64, what: &str) -> Result<u64, Error> {
-        let mut buf = vec![0u8; COPY_BUFFER];
+    /// Copies `from` into `to` and through `hasher`; returns the bytes copied. The network read
+    /// runs here while two helper threads write and hash each buffer, so the three overlap and
+    /// a pull runs at the speed of the slowest, not of their sum.
+    fn copy(&mut self, from: &mut dyn Read, to: &mut (dyn Write + Send), hasher: &mut Sha256, mut done: u64, what: &str) -> Result<u64, Error> {
         let started = Instant::now();
         let mut copied = 0u64;
         let mut last_report = Instant::now();
-        loop {
-            let n = match from.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::Fetch { url: what.to_owned(), message: format!("reading the body: {e}") }),
-            };
-            hasher.update(&buf[..n]);
-            to.write_all(&buf[..n]).map_err(|e| Error::Fetch { url: what.to_owned(), message: format!("writing: {e}") })?;
-            copied += n as u64;
-            done += n as u64;
-            if let Some(total) = self.total {
-                if done > total {
-                    return Err(Error::Fetch { url: what.to_owned(), message: format!("sent more than the {total} bytes announced for {}", self.digest) });
+        let mut state = std::mem::take(hasher);
+        let result = std::thread::scope(|scope| -> Result<u64, Error> {
+            let (to_hash, hash_rx) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(8);
+            let (to_write, write_rx) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(8);
+            let hashing = scope.spawn(move || {
+                for buf in hash_rx {
+                    state.update(&buf[..]);
+                }
+                state
+            });
+            let writing = scope.spawn(move || -> io::Result<()> {
+                for buf in write_rx {
+                    to.write_all(&buf)?;
+                }
+                Ok(())
+            });
+            let mut failure = None;
+            loop {
+                let mut buf = vec![0u8; COPY_BUFFER];
+                let mut filled = 0;
+                // Fill most of a buffer before handing it on: fewer, larger writes.
+                while filled < COPY_BUFFER / 2 {
+                    match from.read(&mut buf[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            failure = Some(Error::Fetch { url: what.to_owned(), message: format!("reading the body: {e}") });
+                            break;
+                        }
+                    }
+                }
+                if filled > 0 {
+                    buf.truncate(filled);
+                    let buf = Arc::new(buf);
+                    if to_write.send(buf.clone()).is_err() || to_hash.send(buf).is_err() {
+                        break; // the writer failed: its error is reported below
+                    }
+                    copied += filled as u64;
+                    done += filled as u64;
+                }
+                if failure.is_some() || filled == 0 {
+                    break;
+                }
+                if let Some(total) = self.total {
+                    if done > total {
+                        failure = Some(Error::Fetch { url: what.to_owned(), message: format!("sent more than the {total} bytes announced for {}", self.digest) });
+                        break;
+                    }
+                }
+                if let Some(rate) = self.rate.filter(|r| *r > 0) {
+                    let due = Duration::from_secs_f64(copied as f64 / rate as f64);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+                if last_report.elapsed() >= Duration::from_millis(200) {
+                    (self.progress)(Event::Bytes { digest: self.digest.clone(), done, total: self.total });
+                    last_report = Instant::now();
                 }
             }
-            if let Some(rate) = self.rate.filter(|r| *r > 0) {
-                let due = Duration::from_secs_f64(copied as f64 / rate as f64);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    std::thread::sleep(wait);
-                }
+            drop(to_write);
+            drop(to_hash);
+            let written = writing.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            *hasher = hashing.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            if let Err(e) = written {
+                return Err(Error::Fetch { url: what.to_owned(), message: format!("writing: {e}") });
             }
-            if last_report.elapsed() >= Duration::from_millis(200) {
-                (self.progress)(Event::Bytes { digest: self.digest.clone(), done, total: self.total });
-                last_report = Instant::now();
+            match failure {
+                Some(e) => Err(e),
+                None => Ok(copied),
             }
-        }
-        Ok(copied)
+        });
+        result
     }
 }
 
@@ -294,11 +342,8 @@ impl Store {
                 };
                 file.set_len(start).map_err(io_err(&partial))?;
                 file.seek(SeekFrom::Start(start)).map_err(io_err(&partial))?;
-                let mut writer = BufWriter::with_capacity(COPY_BUFFER, &mut file);
                 let mut copier = Copier { progress, digest, total: size, rate };
-                let copied = copier.copy(&mut reader, &mut writer, &mut hasher, start, what);
-                let flushed = writer.flush().map_err(io_err(&partial));
-                drop(writer);
+                let copied = copier.copy(&mut reader, &mut file, &mut hasher, start, what);
                 transferred += match copied {
                     Ok(n) => n,
                     Err(e) => {
@@ -307,7 +352,6 @@ impl Store {
                         return Err(e);
                     }
                 };
-                flushed?;
             }
             let actual = Digest::from_hasher(hasher);
             let len = file.metadata().map_err(io_err(&partial))?.len();
