@@ -288,9 +288,9 @@ fn hf_sources_are_pulled_through_the_hub_api_with_a_token_file() {
     let (weights2, small2, weights_sha2) = (weights.clone(), small.clone(), weights_sha.clone());
     let (base, log) = serve(move |r| {
         if r.headers.get("authorization").map(String::as_str) != Some("Bearer hf_secret") {
-            return Reply { status: 401, body: b"token missing".to_vec(), content_type: "text/plain" };
+            return Reply::new(401, b"token missing".to_vec(), "text/plain");
         }
-        let ok = |body: Vec<u8>, content_type| Reply { status: 200, body, content_type };
+        let ok = |body: Vec<u8>, content_type| Reply::new(200, body, content_type);
         match r.path.as_str() {
             "/api/models/org/tiny/revision/main?blobs=true" => ok(
                 serde_json::to_vec(&serde_json::json!({
@@ -306,7 +306,7 @@ fn hf_sources_are_pulled_through_the_hub_api_with_a_token_file() {
             "/api/models/org/evil/revision/main?blobs=true" => ok(br#"{"sha":"abc","siblings":[{"rfilename":"../../etc/cron.d/x"}]}"#.to_vec(), "application/json"),
             p if p == format!("/org/tiny/resolve/{commit}/config.json") => ok(small2.clone(), "application/octet-stream"),
             p if p == format!("/org/tiny/resolve/{commit}/weights/model.safetensors") => ok(weights2.clone(), "application/octet-stream"),
-            _ => Reply { status: 404, body: b"not found".to_vec(), content_type: "text/plain" },
+            _ => Reply::new(404, b"not found".to_vec(), "text/plain"),
         }
     });
     let token = tempfile::NamedTempFile::new().expect("token");
@@ -333,8 +333,8 @@ fn https_sources_are_verified_against_their_pin() {
     let data = b"GGUF tiny".to_vec();
     let data2 = data.clone();
     let (base, _log) = serve(move |r| match r.path.as_str() {
-        "/files/tiny.gguf" => Reply { status: 200, body: data2.clone(), content_type: "application/octet-stream" },
-        _ => Reply { status: 404, body: Vec::new(), content_type: "text/plain" },
+        "/files/tiny.gguf" => Reply::new(200, data2.clone(), "application/octet-stream"),
+        _ => Reply::new(404, Vec::new(), "text/plain"),
     });
     let store = store_dir();
     let url = format!("{base}/files/tiny.gguf");
@@ -377,4 +377,51 @@ fn a_quota_refuses_a_pull_that_would_exceed_it_before_downloading() {
     let err = pull_env(store.path(), &[&format!("oci://{}/models/b:v1", reg.addr)], &[("AICONTAINERS_MODELS_QUOTA", "1M")]).expect_err("over quota");
     assert!(err.contains("quota of 1048576 bytes") && err.contains("aictl model gc"), "{err}");
     assert_eq!(blobs(store.path()).len(), 1, "nothing of b was downloaded");
+}
+
+/// A registry that asks for a bearer token (the distribution spec's token flow), whose token
+/// service wants the credentials `podman login` wrote to the auth file.
+#[test]
+fn a_registry_that_challenges_gets_a_token_with_credentials_from_the_auth_file() {
+    let data = b"private weights".to_vec();
+    let digest = sha256(&data);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "layers": [{"mediaType": "application/vnd.cncf.model.weight.v1.raw", "digest": digest, "size": data.len(), "annotations": {"org.cncf.model.filepath": "m.bin"}}]
+    }))
+    .expect("json");
+    let realm: std::sync::Arc<std::sync::Mutex<String>> = Default::default();
+    let realm2 = realm.clone();
+    let served = data.clone();
+    let (base, log) = serve(move |r| {
+        if r.path.starts_with("/token?") {
+            // "user:secret", as `podman login` stores it.
+            if r.headers.get("authorization").map(String::as_str) != Some("Basic dXNlcjpzZWNyZXQ=") {
+                return Reply::new(401, "bad credentials", "text/plain");
+            }
+            return Reply::new(200, r#"{"token":"t0k3n"}"#, "application/json");
+        }
+        if r.headers.get("authorization").map(String::as_str) != Some("Bearer t0k3n") {
+            let mut reply = Reply::new(401, "{}", "application/json");
+            reply.headers = format!("WWW-Authenticate: Bearer realm=\"{}/token\",service=\"test\",scope=\"repository:private/m:pull\"\r\n", realm2.lock().expect("realm"));
+            return reply;
+        }
+        match r.path.as_str() {
+            "/v2/private/m/manifests/v1" => Reply::new(200, manifest.clone(), "application/vnd.oci.image.manifest.v1+json"),
+            p if p == format!("/v2/private/m/blobs/{digest}") => Reply::new(200, served.clone(), "application/octet-stream"),
+            _ => Reply::new(404, "", "text/plain"),
+        }
+    });
+    *realm.lock().expect("realm") = base.clone();
+    let host = base.trim_start_matches("http://");
+    let auth = tempfile::NamedTempFile::new().expect("auth");
+    fs::write(auth.path(), format!(r#"{{"auths": {{"{host}": {{"auth": "dXNlcjpzZWNyZXQ="}}}}}}"#)).expect("auth file");
+    let store = store_dir();
+    let source = format!("oci://{host}/private/m:v1");
+    let err = pull_env(store.path(), &[&source], &[("REGISTRY_AUTH_FILE", "/nonexistent"), ("HOME", "/nonexistent")]).expect_err("no credentials");
+    assert!(err.contains("401"), "{err}");
+    let report = pull_env(store.path(), &[&source], &[("REGISTRY_AUTH_FILE", auth.path().to_str().expect("utf-8"))]).expect("pull with a token");
+    assert_eq!(fs::read(Path::new(report["path"].as_str().expect("path")).join("m.bin")).expect("file"), data);
+    let log = log.lock().expect("log");
+    assert!(log.iter().any(|r| r.path == "/token?service=test&scope=repository%3Aprivate%2Fm%3Apull"), "{log:?}");
 }

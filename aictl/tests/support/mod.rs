@@ -237,6 +237,14 @@ pub struct Reply {
     pub status: u16,
     pub body: Vec<u8>,
     pub content_type: &'static str,
+    /// Extra header lines, each ending in `\r\n`.
+    pub headers: String,
+}
+
+impl Reply {
+    pub fn new(status: u16, body: impl Into<Vec<u8>>, content_type: &'static str) -> Reply {
+        Reply { status, body: body.into(), content_type, headers: String::new() }
+    }
 }
 
 /// A loopback HTTP/1.1 server: `handler` answers each request; `Range: bytes=N-` is honoured
@@ -286,7 +294,7 @@ fn answer(stream: TcpStream, handler: &dyn Fn(&Request) -> Reply, log: &Mutex<Ve
         }
         _ => (reply.status, reply.body, String::new()),
     };
-    write!(stream, "HTTP/1.1 {status} X\r\nContent-Type: {}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n", reply.content_type, body.len())?;
+    write!(stream, "HTTP/1.1 {status} X\r\nContent-Type: {}\r\nContent-Length: {}\r\n{extra}{}Connection: close\r\n\r\n", reply.content_type, body.len(), reply.headers)?;
     stream.write_all(&body)?;
     stream.flush()
 }
