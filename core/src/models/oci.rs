@@ -242,18 +242,6 @@ fn parse_manifest(bytes: &[u8], url: &str) -> Result<Manifest, Error> {
 }
 
 /// How the layers of `manifest` become files. Every digest and path is checked here.
-pub fn plan_layers(manifest: &Manifest) -> Result<Vec<(Descriptor, String)>, String> {
-    let items = plan(manifest, &|d| d.to_owned())?;
-    Ok(items
-        .into_iter()
-        .zip(&manifest.layers)
-        .map(|(item, d)| (d.clone(), match item.content {
-            Content::File(p) => p,
-            Content::Archive { .. } => "(archive)".to_owned(),
-        }))
-        .collect())
-}
-
 pub(crate) fn plan(manifest: &Manifest, url: &dyn Fn(&str) -> String) -> Result<Vec<Item>, String> {
     let config_type = manifest.config.as_ref().map(|c| c.media_type.as_str()).unwrap_or("");
     let modelpack = manifest.artifact_type.as_deref().is_some_and(|t| t.contains("vnd.cncf.model.") || t.contains("vnd.cnai.model."))
