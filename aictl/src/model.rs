@@ -138,6 +138,14 @@ fn human(bytes: u64) -> String {
     }
 }
 
+fn files(n: usize) -> String {
+    if n == 1 {
+        "1 file".to_owned()
+    } else {
+        format!("{n} files")
+    }
+}
+
 fn short(digest: &models::Digest) -> String {
     format!("sha256:{}", &digest.hex()[..12])
 }
@@ -195,12 +203,12 @@ fn pull(source: &Source, options: &PullOptions, json: bool) -> Result<ExitCode, 
     if json {
         out!("{}", serde_json::json!({ "event": "done", "report": report }));
     } else if report.cached {
-        out!("{source}: in the cache at {} ({} files, {})", report.path.display(), report.files, human(report.size));
+        out!("{source}: in the cache at {} ({}, {})", report.path.display(), files(report.files), human(report.size));
     } else {
         out!(
-            "{source}: ready at {} ({} files, {}; {} received in {} ms{})",
+            "{source}: ready at {} ({}, {}; {} received in {} ms{})",
             report.path.display(),
-            report.files,
+            files(report.files),
             human(report.size),
             human(report.transferred),
             report.elapsed_ms,
