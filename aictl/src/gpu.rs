@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use aicontainers::account::{Account, Accounts};
+use aicontainers::account::{Account, Accounts, HostAccounts};
 use aicontainers::generate::{self, HostGpus};
 use aicontainers::placement::{Claim, Claims};
 use aicontainers::source::SYSTEM_DIRS;
@@ -18,6 +18,7 @@ pub enum GpuCommand {
     /// Record that service NAME holds these GPUs (its unit runs this on start, as root), so
     /// later placements leave them where they are. Entries of services that no longer have a
     /// file are dropped at the same time.
+    #[command(hide = true)]
     Claim {
         name: String,
         /// The request that got them (as the unit says).
@@ -26,6 +27,9 @@ pub enum GpuCommand {
         #[arg(required = true)]
         gpus: Vec<String>,
     },
+    /// Let go of the GPUs service NAME holds: the next `systemctl daemon-reload` may give them
+    /// to others (and NAME, if it still asks, gets GPUs afresh).
+    Release { name: String },
 }
 
 /// Every account exists (for placement only).
@@ -101,17 +105,13 @@ pub fn topology(xml: Option<&Path>, config: &[PathBuf], json: bool) -> Result<Ex
         None => HostGpus::from_env(),
     };
     let (mut topology, mut warnings) = gpus.topology()?;
-    let (nvml, nvml_devices) = if gpus.topology_xml.is_some() {
-        ("not used: planning from an XML file".to_string(), BTreeMap::new())
-    } else {
-        add_nvml(&mut topology)
-    };
 
     // Who holds what: the same placement the generator makes.
     let dirs: Vec<PathBuf> = if config.is_empty() { SYSTEM_DIRS.iter().map(PathBuf::from).collect() } else { config.to_vec() };
-    // Placement does not depend on accounts: a service whose account is missing here (a file
-    // planned for another machine) still takes its GPUs, as it will there.
-    let mut loaded = generate::load(&dirs, &AnyAccount);
+    // Exactly what the generator places: the host's accounts (a service whose account is
+    // missing gets no GPU), and no NVML. Planning from a file, accounts are the other machine's:
+    // every service is taken to have one.
+    let mut loaded = if xml.is_some() { generate::load(&dirs, &AnyAccount) } else { generate::load(&dirs, &HostAccounts::default()) };
     let (claims, w) = Claims::read(&gpus.claims);
     warnings.extend(w);
     let requests: Vec<(String, aicontainers::spec::Gpu)> =
@@ -143,6 +143,12 @@ pub fn topology(xml: Option<&Path>, config: &[PathBuf], json: bool) -> Result<Ex
         services.push(row);
     }
     services.sort_by(|a, b| a.name.cmp(&b.name));
+    // NVML's names, memory and MIG modes are for the sysadmin's eyes only.
+    let (nvml, nvml_devices) = if gpus.topology_xml.is_some() {
+        ("not used: planning from an XML file".to_string(), BTreeMap::new())
+    } else {
+        add_nvml(&mut topology)
+    };
 
     if json {
         let report = Report { topology: &topology, nvml, nvml_devices, services, warnings };
@@ -234,16 +240,43 @@ pub fn run(command: GpuCommand) -> Result<ExitCode, String> {
             };
             claim(&HostGpus::from_env().claims, &name, &request, gpus, &dirs)
         }
+        GpuCommand::Release { name } => release(&HostGpus::from_env().claims, &name),
     }
 }
 
 /// Records the claim atomically (write, fsync, rename) under an exclusive lock, so two units
 /// starting at once do not lose each other's entries.
 pub fn claim<P: AsRef<Path>>(path: &Path, name: &str, request: &str, gpus: Vec<String>, dirs: &[P]) -> Result<ExitCode, String> {
-    use std::io::Write as _;
     if let Some(bad) = gpus.iter().find(|g| !aicontainers::cdi::is_pci_address(g)) {
         return Err(format!("gpu claim: `{bad}` is not a PCI address"));
     }
+    if gpus.iter().collect::<std::collections::BTreeSet<_>>().len() != gpus.len() {
+        return Err("gpu claim: a GPU is named twice".into());
+    }
+    if aicontainers::spec::check_service_name(name).is_err() {
+        return Err(format!("gpu claim: `{name}` is not a service name"));
+    }
+    // Services whose files are gone let go of their GPUs.
+    let present: std::collections::BTreeSet<String> = aicontainers::source::discover(dirs).services.into_iter().map(|f| f.name).collect();
+    update_claims(path, |claims| {
+        claims.claims.retain(|n, _| present.contains(n) || n == name);
+        claims.claims.insert(name.to_string(), Claim { request: request.to_string(), gpus });
+    })
+}
+
+pub fn release(path: &Path, name: &str) -> Result<ExitCode, String> {
+    let mut found = false;
+    update_claims(path, |claims| found = claims.claims.remove(name).is_some())?;
+    if !found {
+        out!("{name} holds no GPUs");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Changes the claims file under its lock. A file that cannot be read is kept aside as
+/// `gpu-claims.json.bad` (and said so) rather than silently lost.
+fn update_claims(path: &Path, change: impl FnOnce(&mut Claims)) -> Result<ExitCode, String> {
+    use std::io::Write as _;
     let dir = path.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let lock_path = dir.join(".gpu-claims.lock");
@@ -255,12 +288,14 @@ pub fn claim<P: AsRef<Path>>(path: &Path, name: &str, request: &str, gpus: Vec<S
         .map_err(|e| format!("{}: {e}", lock_path.display()))?;
     let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| format!("{}: cannot lock: {e}", lock_path.display()))?;
-    let (mut claims, _) = Claims::read(path);
+    let (mut claims, problem) = Claims::read(path);
+    if let Some(problem) = problem {
+        let bad = path.with_extension("json.bad");
+        let _ = std::fs::rename(path, &bad);
+        eprintln!("aictl: {problem}; kept as {} and started afresh", bad.display());
+    }
     claims.version = 1;
-    // Services whose files are gone let go of their GPUs.
-    let present: std::collections::BTreeSet<String> = aicontainers::source::discover(dirs).services.into_iter().map(|f| f.name).collect();
-    claims.claims.retain(|n, _| present.contains(n) || n == name);
-    claims.claims.insert(name.to_string(), Claim { request: request.to_string(), gpus });
+    change(&mut claims);
     let text = serde_json::to_string_pretty(&claims).map_err(|e| e.to_string())? + "\n";
     let tmp = dir.join(".gpu-claims.json.tmp");
     let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;

@@ -98,8 +98,7 @@ enum Command {
         #[arg(long, value_name = "FILE", conflicts_with = "topology_xml")]
         save_xml: Option<PathBuf>,
     },
-    /// GPU bookkeeping done by the units themselves.
-    #[command(hide = true)]
+    /// The GPUs services hold (recorded when their units start).
     Gpu {
         #[command(subcommand)]
         command: gpu::GpuCommand,

@@ -166,3 +166,27 @@ fn gpu_claims_are_recorded_atomically_and_forgotten_with_their_service() {
     let left: Vec<String> = fs::read_dir(claims.parent().expect("dir")).expect("ls").map(|e| e.expect("e").file_name().to_string_lossy().into_owned()).collect();
     assert!(!left.iter().any(|n| n.ends_with(".tmp")), "no temporary file left: {left:?}");
 }
+
+#[test]
+fn gpu_release_forgets_a_hold_and_a_broken_claims_file_is_kept_aside() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let claims = dir.path().join("gpu-claims.json");
+    fs::write(&claims, "{\"version\": 1, \"claims\": {\"a\": {\"request\": \"r\", \"gpus\": [\"0000:01:00.0\"]},}}").expect("write");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_aictl"))
+            .args(args)
+            .env("AICONTAINERS_GPU_CLAIMS", &claims)
+            .env("AICONTAINERS_CONFIG_DIRS", dir.path())
+            .output()
+            .expect("aictl runs")
+    };
+    let o = run(&["gpu", "claim", "b", "count=1,numa=none,shared=false", "0000:02:00.0"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("kept as"), "{o:?}");
+    assert!(dir.path().join("gpu-claims.json.bad").exists(), "the unreadable file is kept");
+    assert!(!run(&["gpu", "claim", "b", "r", "0000:02:00.0", "0000:02:00.0"]).status.success(), "a GPU named twice");
+    assert!(run(&["gpu", "release", "b"]).status.success());
+    let v: serde_json::Value = serde_json::from_slice(&fs::read(&claims).expect("claims")).expect("json");
+    assert_eq!(v["claims"], serde_json::json!({}));
+    assert_eq!(stdout(&run(&["gpu", "release", "b"])), "b holds no GPUs\n");
+}

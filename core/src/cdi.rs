@@ -28,6 +28,31 @@ pub struct Device {
     pub spec: PathBuf,
     /// The one GPU it gives, when that could be worked out.
     pub pci: Option<String>,
+    /// Every GPU it reaches (several for `all`), as far as could be worked out.
+    pub reaches: Vec<String>,
+}
+
+/// CDI's grammar for `vendor.com/class` (kind) and device names, as podman checks them. Names
+/// from a spec end up in unit files: anything else (a newline, `%`, a space) is refused.
+pub fn valid_kind(kind: &str) -> bool {
+    let Some((vendor, class)) = kind.split_once('/') else { return false };
+    let part = |s: &str| {
+        s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    part(vendor) && part(class) && vendor.contains('.')
+}
+
+pub fn valid_device_name(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+/// MIG slices: nvidia-ctk names them `GPU:SLICE` (`0:1`) or by `MIG-` UUID. A slice is not its
+/// whole GPU.
+pub fn is_slice_name(name: &str) -> bool {
+    let device = name.rsplit_once('=').map_or(name, |(_, d)| d);
+    device.contains(':') || device.starts_with("MIG-")
 }
 
 /// How device nodes map to PCI addresses on this host.
@@ -113,15 +138,16 @@ pub fn read_spec(path: &Path, nodes: &NodeMap) -> Result<Vec<Device>, String> {
     let kind = doc
         .get("kind")
         .and_then(|k| k.as_str())
-        .filter(|k| k.split_once('/').is_some_and(|(v, c)| !v.is_empty() && !c.is_empty()))
-        .ok_or_else(|| format!("{}: not a CDI spec: no `kind: vendor.com/class`", path.display()))?;
+        .filter(|k| valid_kind(k))
+        .ok_or_else(|| format!("{}: not a CDI spec: no valid `kind: vendor.com/class`", path.display()))?;
     let devices = doc
         .get("devices")
         .and_then(|d| d.as_sequence())
         .ok_or_else(|| format!("{}: not a CDI spec: no `devices` list", path.display()))?;
     let mut out = Vec::new();
     for dev in devices {
-        let Some(name) = dev.get("name").and_then(|n| n.as_str()) else { continue };
+        // Devices with names outside CDI's grammar are left out (podman refuses them too).
+        let Some(name) = dev.get("name").and_then(|n| n.as_str()).filter(|n| valid_device_name(n)) else { continue };
         let mut found = BTreeSet::new();
         if let Some(edits) = dev.get("containerEdits") {
             let mut all = Vec::new();
@@ -139,8 +165,8 @@ pub fn read_spec(path: &Path, nodes: &NodeMap) -> Result<Vec<Device>, String> {
                 }
             }
         }
-        let pci = if found.len() == 1 { found.into_iter().next() } else { None };
-        out.push(Device { name: format!("{kind}={name}"), spec: path.to_path_buf(), pci });
+        let pci = if found.len() == 1 { found.iter().next().cloned() } else { None };
+        out.push(Device { name: format!("{kind}={name}"), spec: path.to_path_buf(), pci, reaches: found.into_iter().collect() });
     }
     Ok(out)
 }
@@ -183,5 +209,18 @@ mod tests {
         assert_eq!(out.into_iter().collect::<Vec<_>>(), vec!["0000:84:00.0"]);
         assert!(is_pci_address("0035:04:00.0"));
         assert!(!is_pci_address("0000:84:00"));
+    }
+
+    #[test]
+    fn names_follow_cdis_grammar() {
+        assert!(valid_kind("nvidia.com/gpu"));
+        assert!(!valid_kind("nvidia/gpu"), "the vendor is a domain");
+        assert!(!valid_kind("nvidia.com/gpu\n[Service]"));
+        assert!(valid_device_name("GPU-520e01f2-cf30-6396-abef-e8e9a5233b0e"));
+        assert!(valid_device_name("0:1"));
+        assert!(!valid_device_name("0\nExecStartPre=+/bin/sh"));
+        assert!(!valid_device_name("a%b"));
+        assert!(is_slice_name("nvidia.com/gpu=0:1") && is_slice_name("nvidia.com/gpu=MIG-1234"));
+        assert!(!is_slice_name("nvidia.com/gpu=GPU-1234") && !is_slice_name("nvidia.com/gpu=all"));
     }
 }

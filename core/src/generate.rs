@@ -278,21 +278,22 @@ pub fn write_units(plan: Plan, out_dir: &Path, quadlet: &Quadlet, aictl: &Path) 
     let input = out_dir.join(".aicontainers-quadlet");
     let output = out_dir;
     let _ = fs::remove_dir_all(&input);
-    fs::create_dir_all(&input)?;
-    par_map(&plan.services, |p| fs::write(input.join(format!("{}.container", p.service.name)), &p.container))
+    // Many services: Quadlet runs on a few shards at once (each unit depends on its own file
+    // only), and each shard's units are finished while the other shards still run.
+    let shards = quadlet_shards(plan.services.len());
+    let chunk = plan.services.len().div_ceil(shards).max(1);
+    let shard_dir = |k: usize| if shards == 1 { input.clone() } else { input.join(format!("{k}")) };
+    for k in 0..shards {
+        fs::create_dir_all(shard_dir(k))?;
+    }
+    let indexed: Vec<(usize, &Planned)> = plan.services.iter().enumerate().collect();
+    par_map(&indexed, |(i, p)| fs::write(shard_dir(i / chunk).join(format!("{}.container", p.service.name)), &p.container))
         .into_iter()
         .collect::<io::Result<()>>()?;
     lap("write inputs", &mut outcome.timings);
-    // If Quadlet cannot even run, every service fails with that reason below (no unit in `output`).
-    let said = if plan.services.is_empty() {
-        String::new()
-    } else {
-        quadlet.run(&input, output).unwrap_or_else(|why| why)
-    };
-    lap("quadlet", &mut outcome.timings);
 
-    // Finish each unit Quadlet wrote (on a few threads: this is most of our own I/O).
-    let finished = par_map(&plan.services, |p| -> io::Result<bool> {
+    // Finish each unit Quadlet wrote: SourcePath=, the container-id file.
+    let finish = |p: &Planned| -> io::Result<bool> {
         let unit_name = format!("{}.service", p.service.name);
         let Ok(unit) = fs::read_to_string(output.join(&unit_name)) else { return Ok(false) };
         let header = format!(
@@ -305,10 +306,35 @@ pub fn write_units(plan: Plan, out_dir: &Path, quadlet: &Quadlet, aictl: &Path) 
         // exited, so nobody can see it half-written, and this halves the file operations.
         fs::write(output.join(&unit_name), text)?;
         Ok(true)
-    });
-    lap("finish units", &mut outcome.timings);
+    };
+    // If Quadlet cannot even run, every service fails with that reason below (no unit in `output`).
+    let run_shard = |k: usize| -> (String, Vec<io::Result<bool>>) {
+        let part = &plan.services[(k * chunk).min(plan.services.len())..((k + 1) * chunk).min(plan.services.len())];
+        if part.is_empty() {
+            return (String::new(), Vec::new());
+        }
+        let said = quadlet.run(&shard_dir(k), output).unwrap_or_else(|why| why);
+        (said, part.iter().map(&finish).collect())
+    };
+    let results: Vec<(String, Vec<io::Result<bool>>)> = if shards == 1 {
+        vec![run_shard(0)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..shards).map(|k| scope.spawn(move || run_shard(k))).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        })
+    };
+    // What each shard's Quadlet said stays with that shard's services.
+    let mut said_by_shard = Vec::with_capacity(shards);
+    let mut finished = Vec::with_capacity(plan.services.len());
+    for (s, f) in results {
+        said_by_shard.push(s);
+        finished.extend(f);
+    }
+    lap("quadlet", &mut outcome.timings);
     let mut failed = plan.failed;
-    for (p, finished) in plan.services.into_iter().zip(finished) {
+    for (i, (p, finished)) in plan.services.into_iter().zip(finished).enumerate() {
+        let said = &said_by_shard[i / chunk];
         let name = &p.service.name;
         let unit_name = format!("{name}.service");
         if finished? {
@@ -331,7 +357,8 @@ pub fn write_units(plan: Plan, out_dir: &Path, quadlet: &Quadlet, aictl: &Path) 
                 .map(|l| l.split_once("]: ").map_or(l, |(_, rest)| rest))
                 .collect();
             let message = if reasons.is_empty() {
-                format!("podman's Quadlet produced no unit: {}", said.trim())
+                let all: Vec<&str> = said.lines().map(|l| l.split_once("]: ").map_or(l, |(_, rest)| rest)).collect();
+                format!("podman's Quadlet produced no unit: {}", all.join("; ").trim())
             } else {
                 format!("podman's Quadlet refused it: {}", reasons.join("; "))
             };
@@ -354,6 +381,16 @@ pub fn write_units(plan: Plan, out_dir: &Path, quadlet: &Quadlet, aictl: &Path) 
     }
     outcome.failed = failed;
     Ok(outcome)
+}
+
+/// How many Quadlet processes to run side by side for `services` services: one for up to 256
+/// (its start costs more than it saves), then up to one per CPU, at most 4 (boot runs
+/// generators in parallel with each other).
+pub fn quadlet_shards(services: usize) -> usize {
+    if services < 256 {
+        return 1;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4).min(services / 128)
 }
 
 /// The unit of a service that cannot run: starting it prints the reasons and fails.

@@ -8,9 +8,9 @@
 //!   (1 node for 2 GPUs where nodes have 4; 2 nodes for 6); refused otherwise.
 //! - `single-numa-node`: all GPUs on one node; refused otherwise.
 //!
-//! Allocation runs over every service of the host at once and is deterministic: explicit
-//! requests (`gpu.devices`) first, then services whose GPUs are recorded as held (see
-//! [`Claims`]) keep them while their request is unchanged, then the rest in name order. A GPU
+//! Allocation runs over every service of the host at once and is deterministic: services whose
+//! GPUs are recorded as held (see [`Claims`]) keep them while their request is unchanged, then
+//! explicit requests (`gpu.devices`) get what they name, then the rest go in name order. A GPU
 //! goes to one service only, unless every service that holds it says `gpu.shared = true`.
 //! Among candidate nodes the one with the fewest free GPUs that still fit wins (best fit, so big
 //! requests that come later still find room), then the lowest node number; within a node the
@@ -30,9 +30,10 @@ pub const CLAIMS_PATH: &str = "/var/lib/aicontainers/gpu-claims.json";
 /// What a service was given.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Assignment {
+    /// The GPUs (for a MIG slice: the GPU it is part of), when known.
     pub gpus: Vec<Given>,
-    /// Explicit CDI names that are no one GPU of the host (`nvidia.com/gpu=all`), passed on.
-    pub other_cdi: Vec<String>,
+    /// The CDI names handed to podman: each GPU's name, or the names the file wrote.
+    pub cdi: Vec<String>,
     /// Memory nodes to bind to; empty: not bound.
     pub nodes: Vec<u32>,
     /// CPUs to bind to; empty: not bound.
@@ -44,7 +45,7 @@ pub struct Assignment {
 impl Assignment {
     /// Every CDI name the container gets.
     pub fn cdi_names(&self) -> Vec<String> {
-        self.gpus.iter().map(|g| g.cdi.clone()).chain(self.other_cdi.iter().cloned()).collect()
+        self.cdi.clone()
     }
 }
 
@@ -53,7 +54,6 @@ pub struct Given {
     pub index: u32,
     pub pci: String,
     pub numa: Vec<u32>,
-    pub cdi: String,
 }
 
 /// A service's recorded hold on GPUs, so a daemon-reload that adds services does not move it.
@@ -97,22 +97,43 @@ pub fn fingerprint(request: &Request) -> String {
     )
 }
 
-/// Holders of each GPU (by position in `topology.gpus`).
+/// How a service holds a GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hold {
+    Exclusive,
+    /// `gpu.shared = true`: other shared services may have it too.
+    Shared,
+    /// Through one of its MIG slices: no one gets the whole GPU.
+    Slices,
+}
+
+/// Who holds each GPU (by position in `topology.gpus`) and each MIG slice (by CDI name).
 #[derive(Default)]
-struct Holders(BTreeMap<usize, Vec<(String, bool)>>);
+struct Holders {
+    gpus: BTreeMap<usize, Vec<(String, Hold)>>,
+    slices: BTreeMap<String, Vec<(String, bool)>>,
+}
 
 impl Holders {
     fn free_for(&self, gpu: usize, shared: bool) -> bool {
-        match self.0.get(&gpu) {
+        match self.gpus.get(&gpu) {
             None => true,
-            Some(h) => shared && h.iter().all(|(_, s)| *s),
+            Some(h) => shared && h.iter().all(|(_, hold)| *hold == Hold::Shared),
         }
     }
     fn take(&mut self, gpu: usize, service: &str, shared: bool) {
-        self.0.entry(gpu).or_default().push((service.to_string(), shared));
+        let hold = if shared { Hold::Shared } else { Hold::Exclusive };
+        self.gpus.entry(gpu).or_default().push((service.to_string(), hold));
+    }
+    fn slice_free_for(&self, slice: &str, shared: bool) -> bool {
+        self.slices.get(slice).is_none_or(|h| shared && h.iter().all(|(_, s)| *s))
     }
     fn who(&self, gpu: usize) -> Option<String> {
-        self.0.get(&gpu).map(|h| h.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join("+"))
+        self.gpus.get(&gpu).map(|h| {
+            let mut names: Vec<&str> = h.iter().map(|(n, _)| n.as_str()).collect();
+            names.dedup();
+            names.join("+")
+        })
     }
 }
 
@@ -124,32 +145,57 @@ pub fn place(topology: &Topology, requests: &[(&str, &Request)], claims: &Claims
     let mut sorted: Vec<(&str, &Request)> = requests.to_vec();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
 
-    // 1. Explicit GPUs.
-    for (name, req) in sorted.iter().filter(|(_, r)| r.count.is_none()) {
-        let result = explicit(topology, req, &holders);
-        if let Ok(picked) = &result {
-            for &g in &picked.0 {
-                holders.take(g, name, req.shared);
-            }
-        }
-        out.insert(name.to_string(), result.map(|(gpus, other)| assignment(topology, req, gpus, other)));
-    }
-    // 2. Held GPUs stay with their service while its request is unchanged.
+    // 1. Services that hold GPUs keep them while their request is unchanged, so adding a
+    //    service, whatever it asks, never moves them.
     let mut pending = Vec::new();
     for (name, req) in sorted.iter().filter(|(_, r)| r.count.is_some()) {
+        // A hold is kept only while it still makes sense: the same request, GPUs that exist,
+        // are free, are not named twice and still meet the policy (a BIOS change can move nodes).
         let kept = claims.claims.get(*name).filter(|c| c.request == fingerprint(req)).and_then(|c| {
             let gpus: Option<Vec<usize>> = c.gpus.iter().map(|pci| topology.gpus.iter().position(|g| &g.pci == pci)).collect();
-            gpus.filter(|g| g.len() == req.count.unwrap_or(0) as usize && g.iter().all(|&i| holders.free_for(i, req.shared)))
+            gpus.filter(|g| {
+                let distinct: BTreeSet<usize> = g.iter().copied().collect();
+                distinct.len() == g.len()
+                    && g.len() == req.count.unwrap_or(0) as usize
+                    && g.iter().all(|&i| holders.free_for(i, req.shared))
+                    && meets_policy(topology, req.numa, g)
+            })
         });
         match kept {
             Some(gpus) => {
                 for &g in &gpus {
                     holders.take(g, name, req.shared);
                 }
-                out.insert(name.to_string(), Ok(assignment(topology, req, gpus, Vec::new())));
+                let cdi = names_of(topology, &gpus);
+                out.insert(name.to_string(), Ok(assignment(topology, req, gpus, cdi)));
             }
             None => pending.push((*name, *req)),
         }
+    }
+    // 2. Explicit GPUs.
+    for (name, req) in sorted.iter().filter(|(_, r)| r.count.is_none()) {
+        let result = explicit(topology, req, &holders);
+        if let Ok(picked) = &result {
+            for &g in &picked.whole {
+                holders.take(g, name, req.shared);
+            }
+            for (slice, parent) in &picked.slices {
+                holders.slices.entry(slice.clone()).or_default().push((name.to_string(), req.shared));
+                if let Some(p) = parent {
+                    holders.gpus.entry(*p).or_default().push((name.to_string(), Hold::Slices));
+                }
+            }
+        }
+        out.insert(
+            name.to_string(),
+            result.map(|picked| {
+                let mut gpus = picked.whole.clone();
+                gpus.extend(picked.slices.iter().filter_map(|(_, p)| *p));
+                gpus.sort_unstable();
+                gpus.dedup();
+                assignment(topology, req, gpus, picked.cdi)
+            }),
+        );
     }
     // 3. The rest, in name order.
     for (name, req) in pending {
@@ -159,18 +205,42 @@ pub fn place(topology: &Topology, requests: &[(&str, &Request)], claims: &Claims
                 holders.take(g, name, req.shared);
             }
         }
-        out.insert(name.to_string(), result.map(|gpus| assignment(topology, req, gpus, Vec::new())));
+        out.insert(
+            name.to_string(),
+            result.map(|gpus| {
+                let cdi = names_of(topology, &gpus);
+                assignment(topology, req, gpus, cdi)
+            }),
+        );
     }
     out
 }
 
-fn assignment(topology: &Topology, req: &Request, mut gpus: Vec<usize>, other_cdi: Vec<String>) -> Assignment {
+/// The CDI names of whole GPUs, in GPU order.
+fn names_of(topology: &Topology, gpus: &[usize]) -> Vec<String> {
+    let mut sorted = gpus.to_vec();
+    sorted.sort_unstable();
+    sorted.iter().filter_map(|&i| topology.gpus[i].cdi_name()).collect()
+}
+
+/// Whether GPUs already chosen (a recorded hold, explicit names) meet `policy` on this host.
+fn meets_policy(topology: &Topology, policy: NumaPolicy, gpus: &[usize]) -> bool {
+    let nodes: BTreeSet<u32> = gpus.iter().flat_map(|&i| topology.gpus[i].numa.iter().copied()).collect();
+    let all_local = gpus.iter().all(|&i| !topology.gpus[i].numa.is_empty());
+    match policy {
+        NumaPolicy::None | NumaPolicy::BestEffort => true,
+        NumaPolicy::SingleNumaNode => all_local && nodes.len() <= 1,
+        NumaPolicy::Restricted => all_local && fewest_nodes(topology, gpus.len()).is_some_and(|k| nodes.len() <= k),
+    }
+}
+
+fn assignment(topology: &Topology, req: &Request, mut gpus: Vec<usize>, cdi: Vec<String>) -> Assignment {
     gpus.sort_unstable();
     let given: Vec<Given> = gpus
         .iter()
         .map(|&i| {
             let g = &topology.gpus[i];
-            Given { index: g.index, pci: g.pci.clone(), numa: g.numa.clone(), cdi: g.cdi_name().unwrap_or_default() }
+            Given { index: g.index, pci: g.pci.clone(), numa: g.numa.clone() }
         })
         .collect();
     let (nodes, cpus) = if req.numa == NumaPolicy::None {
@@ -178,9 +248,11 @@ fn assignment(topology: &Topology, req: &Request, mut gpus: Vec<usize>, other_cd
     } else {
         let nodes: BTreeSet<u32> = given.iter().flat_map(|g| g.numa.iter().copied()).collect();
         let cpus: BTreeSet<u32> = nodes.iter().filter_map(|n| topology.node(*n)).flat_map(|n| n.cpus.iter().copied()).collect();
-        (nodes.into_iter().collect(), cpus.into_iter().collect())
+        // Memory binds only to nodes that have memory: a CPU-only node would leave none.
+        let memory: Vec<u32> = nodes.iter().copied().filter(|n| topology.node(*n).is_none_or(|n| n.memory != Some(0))).collect();
+        (memory, cpus.into_iter().collect())
     };
-    Assignment { gpus: given, other_cdi, nodes, cpus, policy: req.numa, shared: req.shared }
+    Assignment { gpus: given, cdi, nodes, cpus, policy: req.numa, shared: req.shared }
 }
 
 /// `1 GPU`, `2 GPUs`.
@@ -193,10 +265,37 @@ fn describe(topology: &Topology, i: usize) -> String {
     format!("GPU {} ({})", g.index, g.pci)
 }
 
-/// Resolves `gpu.devices`; checks the policy against the nodes they sit on.
-fn explicit(topology: &Topology, req: &Request, holders: &Holders) -> Result<(Vec<usize>, Vec<String>), String> {
-    let mut gpus = Vec::new();
-    let mut other = Vec::new();
+/// What explicit `gpu.devices` resolve to.
+struct Picked {
+    /// Whole GPUs.
+    whole: Vec<usize>,
+    /// MIG slices by CDI name, with the GPU they are part of when known.
+    slices: Vec<(String, Option<usize>)>,
+    /// The CDI names for podman.
+    cdi: Vec<String>,
+}
+
+/// The GPUs a CDI name gives on this host: those it is tied to, by name or by `GPU-` UUID;
+/// every GPU of its kind for `…=all`. Empty when the host cannot tell.
+fn gpus_of_cdi(topology: &Topology, name: &str) -> Vec<usize> {
+    let (kind, device) = name.rsplit_once('=').unwrap_or((name, ""));
+    let named: Vec<usize> = (0..topology.gpus.len())
+        .filter(|&i| {
+            let g = &topology.gpus[i];
+            g.cdi.iter().any(|c| c == name) || g.cdi_name().as_deref() == Some(name) || (device.starts_with("GPU-") && g.uuid.as_deref() == Some(device))
+        })
+        .collect();
+    if !named.is_empty() || device != "all" {
+        return named;
+    }
+    (0..topology.gpus.len())
+        .filter(|&i| topology.gpus[i].cdi_name().is_some_and(|c| c.rsplit_once('=').is_some_and(|(k, _)| k == kind)))
+        .collect()
+}
+
+/// Resolves `gpu.devices`; checks holders and the policy against the nodes they sit on.
+fn explicit(topology: &Topology, req: &Request, holders: &Holders) -> Result<Picked, String> {
+    let mut picked = Picked { whole: Vec::new(), slices: Vec::new(), cdi: Vec::new() };
     let known = || {
         if topology.gpus.is_empty() {
             "this host has no GPU".to_string()
@@ -204,80 +303,112 @@ fn explicit(topology: &Topology, req: &Request, holders: &Holders) -> Result<(Ve
             format!("GPUs here: {}", topology.gpus.iter().map(|g| format!("{} {}", g.index, g.pci)).collect::<Vec<_>>().join(", "))
         }
     };
+    let untied = |name: &str| {
+        format!(
+            "{name} is not tied to a GPU of this host (no CDI spec here names it with a PCI address), so numa = \"{}\" cannot be met and other services could be given the same GPU: name the GPU by index, UUID or PCI address, or set numa = \"none\" and gpu.shared = true",
+            req.numa.name()
+        )
+    };
     for sel in &req.devices {
-        let found = match sel {
-            GpuSelector::Index(i) => topology.gpus.iter().position(|g| g.index == *i),
-            GpuSelector::Uuid(u) => topology.gpus.iter().position(|g| g.uuid.as_deref() == Some(u.as_str())),
-            GpuSelector::Pci(p) => topology.gpus.iter().position(|g| &g.pci == p),
-            GpuSelector::Cdi(c) => {
-                match topology.gpus.iter().position(|g| g.cdi.contains(c) || g.cdi_name().as_deref() == Some(c.as_str())) {
-                    Some(i) => Some(i),
-                    None => {
-                        other.push(c.clone());
-                        continue;
-                    }
+        let found: Vec<usize> = match sel {
+            GpuSelector::Index(i) => topology.gpus.iter().position(|g| g.index == *i).into_iter().collect(),
+            GpuSelector::Uuid(u) => topology.gpus.iter().position(|g| g.uuid.as_deref() == Some(u.as_str())).into_iter().collect(),
+            GpuSelector::Pci(p) => topology.gpus.iter().position(|g| &g.pci == p).into_iter().collect(),
+            GpuSelector::Cdi(c) if crate::cdi::is_slice_name(c) => {
+                // A MIG slice: exclusive by its own name; its GPU (`0` of `0:1`) gives the node.
+                if !holders.slice_free_for(c, req.shared) {
+                    return Err(format!("{c} is already given to another service (a MIG slice goes to one service unless all that use it set gpu.shared = true)"));
                 }
+                let (kind, device) = c.rsplit_once('=').unwrap_or((c, ""));
+                let parent = device.split_once(':').and_then(|(gpu, _)| gpus_of_cdi(topology, &format!("{kind}={gpu}")).first().copied());
+                if parent.is_none() && req.numa != NumaPolicy::None {
+                    return Err(untied(c));
+                }
+                if let Some(p) = parent.filter(|&p| holders.gpus.get(&p).is_some_and(|h| h.iter().any(|(_, hold)| *hold != Hold::Slices))) {
+                    return Err(format!("{} is given whole to {}, so its slice {c} is not free", describe(topology, p), holders.who(p).unwrap_or_default()));
+                }
+                picked.slices.push((c.clone(), parent));
+                picked.cdi.push(c.clone());
+                continue;
+            }
+            GpuSelector::Cdi(c) => {
+                let gpus = gpus_of_cdi(topology, c);
+                if gpus.is_empty() {
+                    if req.numa != NumaPolicy::None || !req.shared {
+                        return Err(untied(c));
+                    }
+                    picked.cdi.push(c.clone());
+                    continue;
+                }
+                gpus
             }
         };
-        let Some(i) = found else {
+        if found.is_empty() {
             return Err(format!("{sel} is not a GPU of this host ({})", known()));
-        };
-        if !holders.free_for(i, req.shared) {
-            let who = holders.who(i).unwrap_or_default();
-            return Err(format!(
-                "{} is already given to {who} (a GPU goes to one service unless all that use it set gpu.shared = true)",
-                describe(topology, i)
-            ));
         }
-        if !gpus.contains(&i) {
-            gpus.push(i);
+        for &i in &found {
+            if !holders.free_for(i, req.shared) {
+                let who = holders.who(i).unwrap_or_default();
+                return Err(format!(
+                    "{} is already given to {who} (a GPU goes to one service unless all that use it set gpu.shared = true)",
+                    describe(topology, i)
+                ));
+            }
+            if !picked.whole.contains(&i) {
+                picked.whole.push(i);
+            }
+        }
+        // The name the file wrote is what podman gets; indexes, UUIDs and addresses become the
+        // GPU's own CDI name.
+        let name = match sel {
+            GpuSelector::Cdi(c) => Some(c.clone()),
+            _ => topology.gpus[found[0]].cdi_name(),
+        };
+        if let Some(name) = name.filter(|n| !picked.cdi.contains(n)) {
+            picked.cdi.push(name);
         }
     }
+    let mut gpus = picked.whole.clone();
+    gpus.extend(picked.slices.iter().filter_map(|(_, p)| *p));
     let nodes: BTreeSet<u32> = gpus.iter().flat_map(|&i| topology.gpus[i].numa.iter().copied()).collect();
     let no_locality: Vec<String> = gpus.iter().filter(|&&i| topology.gpus[i].numa.is_empty()).map(|&i| describe(topology, i)).collect();
     match req.numa {
         NumaPolicy::SingleNumaNode | NumaPolicy::Restricted if !no_locality.is_empty() => Err(format!(
-            "{}: {} report no NUMA locality (the firmware gives none); use numa = \"best-effort\" or \"none\"",
+            "{}: {} {} no NUMA locality (the firmware gives none); use numa = \"best-effort\" or \"none\"",
             req.numa.name(),
-            no_locality.join(", ")
+            no_locality.join(", "),
+            if no_locality.len() == 1 { "has" } else { "have" }
         )),
         NumaPolicy::SingleNumaNode if nodes.len() > 1 => Err(format!(
             "single-numa-node: the GPUs named sit on nodes {}: {}",
             list(&nodes.iter().copied().collect::<Vec<_>>()),
             by_node(topology, &gpus)
         )),
-        NumaPolicy::Restricted => {
-            let least = fewest_nodes(topology, gpus.len());
-            if least.is_some_and(|m| nodes.len() > m) {
-                Err(format!(
-                    "restricted: {} GPUs fit on {} node(s) here, but the GPUs named span {}: {}",
-                    gpus.len(),
-                    least.unwrap_or(0),
-                    nodes.len(),
-                    by_node(topology, &gpus)
-                ))
-            } else {
-                Ok((gpus, other))
-            }
-        }
-        _ => Ok((gpus, other)),
+        NumaPolicy::Restricted if !meets_policy(topology, NumaPolicy::Restricted, &gpus) => Err(format!(
+            "restricted: {} fit on {} node(s) here, but the GPUs named span {}: {}",
+            gpus_n(gpus.len()),
+            fewest_nodes(topology, gpus.len()).unwrap_or(0),
+            nodes.len(),
+            by_node(topology, &gpus)
+        )),
+        _ => Ok(picked),
     }
 }
 
 /// `node 0: GPU 0,1; node 1: GPU 2` for the given GPUs.
 fn by_node(topology: &Topology, gpus: &[usize]) -> String {
-    let mut per: BTreeMap<Option<u32>, Vec<u32>> = BTreeMap::new();
+    let mut per: BTreeMap<Vec<u32>, Vec<u32>> = BTreeMap::new();
     for &i in gpus {
         let g = &topology.gpus[i];
-        let key = if g.numa.len() == 1 { Some(g.numa[0]) } else { None };
-        per.entry(key).or_default().push(g.index);
+        per.entry(g.numa.clone()).or_default().push(g.index);
     }
     per.iter()
         .map(|(n, gs)| {
             let ids = gs.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-            match n {
-                Some(n) => format!("node {n}: GPU {ids}"),
-                None => format!("no node: GPU {ids}"),
+            match n.len() {
+                0 => format!("no node: GPU {ids}"),
+                1 => format!("node {}: GPU {ids}", n[0]),
+                _ => format!("nodes {}: GPU {ids}", list(n)),
             }
         })
         .collect::<Vec<_>>()
@@ -317,21 +448,54 @@ fn subsets(items: &[u32], k: usize) -> Vec<Vec<u32>> {
     out
 }
 
+/// The nodes some GPU is local to, in id order: the only nodes placement ever chooses.
+fn gpu_nodes(topology: &Topology) -> Vec<u32> {
+    let set: BTreeSet<u32> = topology.gpus.iter().flat_map(|g| g.numa.iter().copied()).collect();
+    set.into_iter().collect()
+}
+
 /// The fewest nodes that hold `count` GPUs on this host when nothing is taken; `None` when even
-/// every node together does not (GPUs without locality do not count).
+/// every node together does not (GPUs without locality do not count). Greedy, largest first:
+/// exact when each GPU is local to one node, as on every host we know.
 fn fewest_nodes(topology: &Topology, count: usize) -> Option<usize> {
-    let ids: Vec<u32> = topology.nodes.iter().map(|n| n.id).collect();
-    (1..=ids.len()).find(|&k| subsets(&ids, k).iter().any(|s| local_to(topology, s).len() >= count))
+    let mut sizes: Vec<usize> = gpu_nodes(topology).iter().map(|&n| local_to(topology, &[n]).len()).collect();
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    let mut total = 0;
+    for (k, size) in sizes.iter().enumerate() {
+        total += size;
+        if total >= count {
+            return Some(k + 1);
+        }
+    }
+    None
+}
+
+/// How many `k`-subsets of `n` nodes placement looks at before it settles for a greedy choice.
+const MAX_SUBSETS: u64 = 4096;
+
+fn binomial(n: usize, k: usize) -> u64 {
+    let k = k.min(n - k.min(n));
+    (0..k).fold(1u64, |acc, i| acc.saturating_mul((n - i) as u64) / (i as u64 + 1))
 }
 
 /// The best `k`-node set with `count` free GPUs for this request: fewest spare free GPUs, then
-/// lowest node numbers. Returns the GPUs.
+/// lowest node numbers. Returns the GPUs. Only nodes with GPUs count; when there are too many
+/// combinations, the `k` nodes with the most free GPUs are taken.
 fn best_set(topology: &Topology, req: &Request, holders: &Holders, k: usize, count: usize) -> Option<Vec<usize>> {
-    let ids: Vec<u32> = topology.nodes.iter().map(|n| n.id).collect();
-    subsets(&ids, k)
-        .into_iter()
+    let ids = gpu_nodes(topology);
+    let free_on = |set: &[u32]| -> Vec<usize> { local_to(topology, set).into_iter().filter(|&i| holders.free_for(i, req.shared)).collect() };
+    let sets = if binomial(ids.len(), k) <= MAX_SUBSETS {
+        subsets(&ids, k)
+    } else {
+        let mut by_free: Vec<u32> = ids.clone();
+        by_free.sort_by_key(|&n| (std::cmp::Reverse(free_on(&[n]).len()), n));
+        let mut top: Vec<u32> = by_free.into_iter().take(k).collect();
+        top.sort_unstable();
+        vec![top]
+    };
+    sets.into_iter()
         .filter_map(|set| {
-            let free: Vec<usize> = local_to(topology, &set).into_iter().filter(|&i| holders.free_for(i, req.shared)).collect();
+            let free = free_on(&set);
             (free.len() >= count).then(|| (free.len() - count, free))
         })
         .min_by_key(|(spare, _)| *spare)
@@ -377,14 +541,14 @@ fn choose(topology: &Topology, req: &Request, holders: &Holders) -> Result<Vec<u
             })
         }
         NumaPolicy::Restricted => {
-            let k = fewest_nodes(topology, count).unwrap_or(topology.nodes.len());
+            let k = fewest_nodes(topology, count).unwrap_or(0);
             best_set(topology, req, holders, k, count).ok_or_else(|| {
                 format!("{policy}: {} fit on {k} node(s) here, but no {k} node(s) have {count} free ({})", gpus_n(count), layout(topology, Some(holders)))
             })
         }
         NumaPolicy::BestEffort => {
-            let first = fewest_nodes(topology, count).unwrap_or(topology.nodes.len().max(1));
-            for k in first..=topology.nodes.len() {
+            let first = fewest_nodes(topology, count).unwrap_or(usize::MAX);
+            for k in first..=gpu_nodes(topology).len() {
                 if let Some(gpus) = best_set(topology, req, holders, k, count) {
                     return Ok(gpus);
                 }

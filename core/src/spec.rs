@@ -820,7 +820,10 @@ fn gpu_selector(value: &Value) -> Result<GpuSelector, String> {
         Value::String(s) if s.chars().all(|c| c.is_ascii_digit()) && !s.is_empty() => {
             s.parse::<u32>().ok().filter(|i| *i <= 1023).map(GpuSelector::Index).ok_or_else(|| format!("{s} is not a GPU index (0..=1023)"))
         }
-        Value::String(s) if s.starts_with("GPU-") || s.starts_with("MIG-") => {
+        Value::String(s) if s.starts_with("MIG-") => {
+            Err(format!("`{s}` is a MIG slice: name it by its CDI name (such as nvidia.com/gpu=0:1)"))
+        }
+        Value::String(s) if s.starts_with("GPU-") => {
             if s.len() > 4 && s[4..].chars().all(|c| c.is_ascii_hexdigit() || c == '-' || c == '/') {
                 Ok(GpuSelector::Uuid(s.clone()))
             } else {

@@ -108,7 +108,15 @@ impl Topology {
     /// Discovers the live host. `extra_pci` are PCI addresses that count as GPUs whatever
     /// their vendor (the display controllers CDI specs refer to).
     pub fn live(extra_pci: &BTreeSet<String>) -> Result<Topology, String> {
-        let builder = hwlocality::Topology::builder();
+        // hwloc's GPU plugins would load CUDA, NVML or OpenCL (slow, and not for a generator);
+        // PCI and the kernel's view are all placement needs. A plugin that is not there is fine.
+        let mut builder = hwlocality::Topology::builder();
+        for plugin in ["cuda", "nvml", "opencl", "gl", "rsmi", "levelzero"] {
+            builder = match builder.without_component(plugin) {
+                Ok(b) => b,
+                Err(e) => return Err(format!("hwloc: {e}")),
+            };
+        }
         let topology = with_io(builder)?.build().map_err(|e| format!("hwloc cannot discover this host: {e}"))?;
         Ok(Self::from_hwloc(&topology, "live".into(), extra_pci))
     }
@@ -169,7 +177,8 @@ impl Topology {
 
     fn assemble(source: String, nodes: Vec<NumaNode>, mut displays: Vec<PciDisplay>, extra_pci: &BTreeSet<String>) -> Topology {
         displays.retain(|d| d.vendor == NVIDIA || extra_pci.contains(&d.pci));
-        displays.sort_by(|a, b| a.pci.cmp(&b.pci));
+        // NVIDIA GPUs first, so their indexes are nvidia-smi's whatever else a CDI spec names.
+        displays.sort_by(|a, b| (a.vendor != NVIDIA, &a.pci).cmp(&(b.vendor != NVIDIA, &b.pci)));
         let gpus = displays
             .into_iter()
             .enumerate()
@@ -208,12 +217,20 @@ impl Topology {
         Ok((topology, warnings))
     }
 
-    /// Ties CDI device names to the GPUs they give.
+    /// Ties CDI device names to the GPUs they give. A `GPU-…` name (nvidia-ctk's UUID names)
+    /// also tells the GPU's UUID when nothing else did, as at boot before the driver loads.
     pub fn add_cdi(&mut self, devices: &[crate::cdi::Device]) {
         for d in devices {
+            if crate::cdi::is_slice_name(&d.name) {
+                continue;
+            }
             if let Some(gpu) = self.gpus.iter_mut().find(|g| d.pci.as_ref() == Some(&g.pci)) {
                 if !gpu.cdi.contains(&d.name) {
                     gpu.cdi.push(d.name.clone());
+                }
+                let device = d.name.rsplit_once('=').map_or("", |(_, n)| n);
+                if device.starts_with("GPU-") && gpu.uuid.is_none() {
+                    gpu.uuid = Some(device.to_string());
                 }
             }
         }

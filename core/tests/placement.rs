@@ -3,6 +3,8 @@
 //! tests/fixtures/h200. Each test asks what a sysadmin would ask and checks the GPUs, CPUs and
 //! memory nodes a service gets, or the words of the refusal.
 
+#![allow(clippy::type_complexity)] // expectation tables read best inline
+
 use std::path::{Path, PathBuf};
 
 use aicontainers::diag::Diagnostic;
@@ -169,6 +171,13 @@ fn adding_a_service_does_not_move_services_that_hold_their_gpus() {
     }
     let aaa = summary(after[0].1.as_ref().expect("aaa placed"));
     assert!(aaa.0.iter().all(|g| ![0, 1, 2].contains(g)), "aaa took a held GPU: {aaa:?}");
+    // Nor does a service that names a held GPU: it is refused.
+    let named = place(&t, &[("aaa", devices(vec![GpuSelector::Index(0)], NoPolicy)), ("chat", count(2, SingleNumaNode)), ("embed", count(1, SingleNumaNode))], &claims);
+    assert_eq!(
+        named[0].1.as_ref().expect_err("aaa refused"),
+        "GPU 0 (0000:18:00.0) is already given to chat (a GPU goes to one service unless all that use it set gpu.shared = true)"
+    );
+    assert_eq!(summary(named[1].1.as_ref().expect("chat")).0, vec![0, 1]);
     // A changed request lets go: chat now asks for 3 and is placed afresh.
     let changed = place(&t, &[("chat", count(3, SingleNumaNode)), ("embed", count(1, SingleNumaNode))], &claims);
     assert_eq!(summary(changed[0].1.as_ref().expect("chat")).0.len(), 3);
@@ -201,7 +210,7 @@ fn the_h200_host_pins_to_its_only_node() {
     let a = one(&t, devices(vec![GpuSelector::Uuid("GPU-fc549a0c-02eb-8d42-5960-b2eea948f942".into())], BestEffort));
     // The XML has no NVML OS device, so no UUID: the refusal lists what is there.
     assert_eq!(a.expect_err("no uuid in the file"), "GPU-fc549a0c-02eb-8d42-5960-b2eea948f942 is not a GPU of this host (GPUs here: 0 0000:00:06.0)");
-    assert_eq!(one(&t, devices(vec![GpuSelector::Index(0)], SingleNumaNode)).expect("index 0").gpus[0].cdi, "nvidia.com/gpu=0");
+    assert_eq!(one(&t, devices(vec![GpuSelector::Index(0)], SingleNumaNode)).expect("index 0").cdi, ["nvidia.com/gpu=0"]);
 }
 
 #[test]
@@ -267,9 +276,153 @@ fn gpus_without_locality() {
     assert_eq!(summary(&one(&t, count(2, BestEffort)).expect("fits")), (vec![0, 1], vec![], String::new()));
     assert_eq!(
         one(&t, devices(vec![GpuSelector::Index(1)], SingleNumaNode)).expect_err("refused"),
-        "single-numa-node: GPU 1 (0000:82:00.0) report no NUMA locality (the firmware gives none); use numa = \"best-effort\" or \"none\""
+        "single-numa-node: GPU 1 (0000:82:00.0) has no NUMA locality (the firmware gives none); use numa = \"best-effort\" or \"none\""
     );
     // One socket without a NUMA object: the whole machine is node 0.
     let t = fixture("psmgmt-dpesb01-1s-noNUMAobj-1xV100.v1.xml");
     assert_eq!(summary(&one(&t, count(1, SingleNumaNode)).expect("fits")), (vec![0], vec![0], "0-15".to_string()));
+}
+
+#[test]
+fn one_gpu_under_every_policy_on_every_fixture() {
+    // (file, the GPU, its node and CPUs a 1-GPU request gets under a NUMA policy; None: refused)
+    let cases: &[(&str, Option<(u32, u32, &str)>)] = &[
+        ("hwloc-nvidiaDGX2-2s-16xV100.xml", Some((0, 0, "0-1"))),
+        ("hwloc-power8-2s-4xP100-nvlink.xml", Some((0, 0, "0-1,8-9,16-17,24-25"))),
+        ("fluxcore-ipa20-xe8640-spr-snc4-4xH100.xml", Some((1, 1, "14-27,126-139"))),
+        ("psmgmt-jwb0004-juwelsbooster-epyc-nps4-4xA100.xml", Some((1, 1, "6-11,54-59"))),
+        ("psmgmt-j3c053-juropa3-2s-2xK20X-nolocality.v1.xml", None),
+        ("psmgmt-dpesb01-1s-noNUMAobj-1xV100.v1.xml", Some((0, 0, "0-15"))),
+        ("mpibind-g4dnmetal-2s-8xT4.xml", Some((0, 0, "0-23,48-71"))),
+        ("mpibind-coral-lassen-power9-ac922-4xV100.xml", Some((0, 0, "8-87"))),
+        ("h200", Some((0, 0, "0-15"))),
+    ];
+    for (file, want) in cases {
+        let t = fixture(file);
+        // none: the lowest-numbered GPU, nothing bound.
+        assert_eq!(summary(&one(&t, count(1, NoPolicy)).expect("none always fits")), (vec![0], vec![], String::new()), "{file}");
+        for policy in [SingleNumaNode, Restricted, BestEffort] {
+            let got = one(&t, count(1, policy));
+            match (want, policy) {
+                (Some((gpu, node, cpus)), _) => {
+                    assert_eq!(summary(&got.expect("fits")), (vec![*gpu], vec![*node], cpus.to_string()), "{file} {policy:?}")
+                }
+                // No locality: best-effort takes a GPU unbound; the others refuse and say why.
+                (None, BestEffort) => assert_eq!(summary(&got.expect("fits")), (vec![0], vec![], String::new()), "{file}"),
+                (None, _) => assert!(got.expect_err("refused").contains("NUMA"), "{file} {policy:?}"),
+            }
+        }
+    }
+}
+
+/// A made-up host: `nodes` NUMA nodes of 2 CPUs each, GPUs on the given nodes, named by CDI
+/// (`nvidia.com/gpu=INDEX` and `nvidia.com/gpu=GPU-000INDEX`), as a spec from nvidia-ctk names them.
+fn made_up(nodes: u32, gpu_nodes: &[u32]) -> Topology {
+    use aicontainers::topology::{Gpu as HostGpu, NumaNode};
+    Topology {
+        source: "test".into(),
+        nodes: (0..nodes).map(|id| NumaNode { id, cpus: vec![2 * id, 2 * id + 1], memory: Some(1 << 30) }).collect(),
+        gpus: gpu_nodes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| HostGpu {
+                index: i as u32,
+                pci: format!("0000:{:02x}:00.0", i + 1),
+                vendor: 0x10de,
+                device: 0x2330,
+                name: None,
+                uuid: Some(format!("GPU-000{i}")),
+                numa: vec![n],
+                cdi: vec![format!("nvidia.com/gpu={i}"), format!("nvidia.com/gpu=GPU-000{i}")],
+                memory_mib: None,
+                mig: None,
+            })
+            .collect(),
+    }
+}
+
+fn cdi(name: &str) -> GpuSelector {
+    GpuSelector::Cdi(name.into())
+}
+
+#[test]
+fn cdi_names_in_gpu_devices_hold_their_gpus() {
+    let t = made_up(2, &[0, 0, 1, 1]);
+    // The UUID form of a CDI name is that GPU; the name written is what podman gets.
+    let results = place(&t, &[("a", devices(vec![cdi("nvidia.com/gpu=GPU-0002")], SingleNumaNode)), ("b", count(2, SingleNumaNode))], &Claims::default());
+    let a = results[0].1.as_ref().expect("a");
+    assert_eq!((summary(a), a.cdi.clone()), ((vec![2], vec![1], "2-3".to_string()), vec!["nvidia.com/gpu=GPU-0002".to_string()]));
+    // b cannot have node 1 any more: it gets node 0.
+    assert_eq!(summary(results[1].1.as_ref().expect("b")).0, vec![0, 1]);
+    // `all` holds every GPU.
+    let results = place(&t, &[("a", devices(vec![cdi("nvidia.com/gpu=all")], NoPolicy)), ("b", count(1, NoPolicy))], &Claims::default());
+    assert_eq!(summary(results[0].1.as_ref().expect("a")).0, vec![0, 1, 2, 3]);
+    assert_eq!(results[1].1.as_ref().expect_err("b refused"), "1 GPU asked, 0 free: GPU 0 held by a, GPU 1 held by a, GPU 2 held by a, GPU 3 held by a");
+    // A name no spec ties to a GPU: only with numa = "none" and gpu.shared, passed on as written.
+    let err = one(&t, devices(vec![cdi("example.com/fpga=0")], SingleNumaNode)).expect_err("refused");
+    assert!(err.starts_with("example.com/fpga=0 is not tied to a GPU of this host"), "{err}");
+    let mut shared = devices(vec![cdi("example.com/fpga=0")], NoPolicy);
+    shared.shared = true;
+    assert_eq!(one(&t, shared).expect("passed on").cdi, ["example.com/fpga=0"]);
+}
+
+#[test]
+fn mig_slices_are_held_one_by_one() {
+    let t = made_up(2, &[0, 1]);
+    let results = place(
+        &t,
+        &[
+            ("a", devices(vec![cdi("nvidia.com/gpu=0:0")], SingleNumaNode)),
+            ("b", devices(vec![cdi("nvidia.com/gpu=0:1")], SingleNumaNode)),
+            ("c", devices(vec![cdi("nvidia.com/gpu=0:1")], NoPolicy)),
+            ("d", count(1, NoPolicy)),
+        ],
+        &Claims::default(),
+    );
+    let a = results[0].1.as_ref().expect("a");
+    assert_eq!((summary(a), a.cdi.clone()), ((vec![0], vec![0], "0-1".to_string()), vec!["nvidia.com/gpu=0:0".to_string()]));
+    assert!(results[1].1.is_ok(), "another slice of the same GPU: {:?}", results[1].1);
+    assert!(results[2].1.as_ref().is_err_and(|e| e.contains("nvidia.com/gpu=0:1 is already given")), "{:?}", results[2].1);
+    // The whole GPU 0 is not free while its slices are used.
+    assert_eq!(summary(results[3].1.as_ref().expect("d")).0, vec![1]);
+}
+
+#[test]
+fn recorded_holds_that_no_longer_make_sense_are_dropped() {
+    let t = made_up(2, &[0, 0, 1, 1]);
+    let req = count(2, SingleNumaNode);
+    let claim = |gpus: &[&str]| Claims {
+        version: 1,
+        claims: [("a".to_string(), Claim { request: placement::fingerprint(&req), gpus: gpus.iter().map(|s| s.to_string()).collect() })].into(),
+    };
+    // The same GPU twice, or GPUs on two nodes for single-numa-node (a BIOS change): placed afresh.
+    for bad in [claim(&["0000:03:00.0", "0000:03:00.0"]), claim(&["0000:01:00.0", "0000:03:00.0"]), claim(&["0000:99:00.0", "0000:01:00.0"])] {
+        let a = place(&t, &[("a", req.clone())], &bad).remove(0).1.expect("placed");
+        assert_eq!(summary(&a).0, vec![0, 1], "{bad:?}");
+    }
+    // A sound hold is kept even where a fresh placement would choose otherwise.
+    let a = place(&t, &[("a", req.clone())], &claim(&["0000:03:00.0", "0000:04:00.0"])).remove(0).1.expect("placed");
+    assert_eq!(summary(&a), (vec![2, 3], vec![1], "2-3".to_string()));
+}
+
+#[test]
+fn shared_services_share_and_others_do_not_take_shared_gpus() {
+    let t = made_up(1, &[0, 0]);
+    let mut s1 = count(1, NoPolicy);
+    s1.shared = true;
+    let results = place(&t, &[("a", s1.clone()), ("b", s1.clone()), ("c", count(1, NoPolicy)), ("d", count(1, NoPolicy))], &Claims::default());
+    assert_eq!(summary(results[0].1.as_ref().expect("a")).0, vec![0]);
+    assert_eq!(summary(results[1].1.as_ref().expect("b")).0, vec![0], "b shares a's GPU");
+    assert_eq!(summary(results[2].1.as_ref().expect("c")).0, vec![1]);
+    assert_eq!(results[3].1.as_ref().expect_err("d refused"), "1 GPU asked, 0 free: GPU 0 held by a+b, GPU 1 held by c");
+}
+
+#[test]
+fn many_numa_nodes_are_placed_without_trying_every_combination() {
+    // 32 nodes (an EPYC with L3-as-NUMA, or memory-only nodes), 8 GPUs on every 4th node.
+    let t = made_up(32, &[0, 4, 8, 12, 16, 20, 24, 28]);
+    assert_eq!(summary(&one(&t, count(8, BestEffort)).expect("fits")).1, vec![0, 4, 8, 12, 16, 20, 24, 28]);
+    assert_eq!(summary(&one(&t, count(3, Restricted)).expect("fits")).1, vec![0, 4, 8]);
+    let err = one(&t, count(9, BestEffort)).expect_err("refused");
+    assert_eq!(err, "9 GPUs asked, this host has 8");
 }
