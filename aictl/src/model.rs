@@ -54,10 +54,18 @@ pub enum ModelCommand {
         json: bool,
     },
     /// Forget a model (and its pin); its files go at the next `gc` unless another ref holds them.
+    /// A model a service file names is kept unless --force.
     Rm {
         source: String,
         #[arg(long, value_name = "HEX")]
         sha256: Option<String>,
+        /// Service directories to read (default: the system directories).
+        #[arg(long, value_name = "DIR")]
+        config: Vec<PathBuf>,
+        /// Remove it even though services name it (they pull it again when their model unit
+        /// next starts: `systemctl restart aicontainers-model@...`).
+        #[arg(long)]
+        force: bool,
     },
     /// Remove models no service file names and no pin holds, then the files no model uses.
     Gc {
@@ -110,8 +118,15 @@ pub fn run(command: ModelCommand) -> Result<ExitCode, String> {
         }
         ModelCommand::Ls { json } => ls(json),
         ModelCommand::Inspect { source, sha256, json } => inspect(&parse(&source, sha256.as_deref())?, json),
-        ModelCommand::Rm { source, sha256 } => {
+        ModelCommand::Rm { source, sha256, config, force } => {
             let source = parse(&source, sha256.as_deref())?;
+            if !force && in_use(&config, false)?.contains(&source.canonical()) {
+                return Err(format!(
+                    "{source} is named by a service file: its running services keep it mounted, and its unit {} stays active, so a later start would find it missing; remove it from the services first, or --force and then `systemctl restart {}`",
+                    source.unit(),
+                    source.unit()
+                ));
+            }
             if store()?.remove(&source).map_err(|e| e.to_string())? {
                 out!("removed {source} (its files go at the next `aictl model gc`)");
                 Ok(ExitCode::SUCCESS)

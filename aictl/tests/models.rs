@@ -259,8 +259,11 @@ fn gc_removes_only_what_no_service_and_no_pin_holds() {
     let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).expect("ls");
     let sources: Vec<&str> = ls.as_array().expect("array").iter().filter_map(|r| r["source"].as_str()).collect();
     assert_eq!(sources, [src("pinned"), src("used")]);
-    // rm unpins; gc then takes it, but not the blob the service's model shares... (none here).
-    assert!(aictl(store.path(), &["model", "rm", &src("pinned")]).status.success());
+    // rm unpins; gc then takes it. A model a service names is kept unless --force.
+    let cfg = config.path().to_str().expect("utf-8");
+    let o = aictl(store.path(), &["model", "rm", "--config", cfg, &src("used")]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("is named by a service file"), "{o:?}");
+    assert!(aictl(store.path(), &["model", "rm", "--config", cfg, &src("pinned")]).status.success());
     let o = aictl(store.path(), &["model", "gc", "--json", "--config", config.path().to_str().expect("utf-8")]);
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(n(&report, "blobs"), 2, "{report}");
