@@ -9,6 +9,13 @@ UNITDIR       ?= $(LIBDIR)/systemd/system
 MANDIR        ?= $(PREFIX)/share/man
 DOCDIR        ?= $(PREFIX)/share/doc/aicontainers
 SYSCONFDIR    ?= /etc
+LIBEXECDIR    ?= $(PREFIX)/libexec
+SYSTEMUNITDIR ?= $(LIBDIR)/systemd/system
+SYSUSERSDIR   ?= $(LIBDIR)/sysusers.d
+DATADIR       ?= $(PREFIX)/share
+DBUSSYSTEMDIR ?= $(DATADIR)/dbus-1/system.d
+DBUSIFACEDIR  ?= $(DATADIR)/dbus-1/interfaces
+POLKITDIR     ?= $(DATADIR)/polkit-1
 CARGO         ?= cargo
 CARGOFLAGS    ?= --release --locked
 
@@ -22,7 +29,7 @@ RELEASE = target/release
 all: build
 
 build:
-	$(CARGO) build $(CARGOFLAGS) --bin aicontainers-generator --bin aictl
+	$(CARGO) build $(CARGOFLAGS) --bin aicontainers-generator --bin aictl --bin aicontainersd
 
 install: build
 	install -Dm755 $(RELEASE)/aicontainers-generator $(DESTDIR)$(GENERATORDIR)/aicontainers-generator
@@ -38,12 +45,34 @@ install: build
 	install -Dm644 man/aicontainers-generator.8 $(DESTDIR)$(MANDIR)/man8/aicontainers-generator.8
 	install -dm755 $(DESTDIR)$(DOCDIR)/examples
 	cp -r examples/. $(DESTDIR)$(DOCDIR)/examples/
+	# The node agent (docs/agent.md).
+	install -Dm755 $(RELEASE)/aicontainersd $(DESTDIR)$(LIBEXECDIR)/aicontainersd
+	install -dm755 $(DESTDIR)$(SYSTEMUNITDIR)
+	sed 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' units/aicontainersd.service.in > $(DESTDIR)$(SYSTEMUNITDIR)/aicontainersd.service
+	chmod 644 $(DESTDIR)$(SYSTEMUNITDIR)/aicontainersd.service
+	install -Dm644 units/aicontainers.sysusers $(DESTDIR)$(SYSUSERSDIR)/aicontainers.conf
+	install -Dm644 agent/data/org.aicontainers.Agent1.conf $(DESTDIR)$(DBUSSYSTEMDIR)/org.aicontainers.Agent1.conf
+	install -Dm644 agent/data/org.aicontainers.policy $(DESTDIR)$(POLKITDIR)/actions/org.aicontainers.policy
+	install -Dm644 agent/data/50-aicontainers.rules $(DESTDIR)$(POLKITDIR)/rules.d/50-aicontainers.rules
+	install -Dm644 -t $(DESTDIR)$(DBUSIFACEDIR) agent/interfaces/org.aicontainers.Manager1.xml agent/interfaces/org.aicontainers.Service1.xml
+	install -Dm644 man/aicontainersd.8 $(DESTDIR)$(MANDIR)/man8/aicontainersd.8
+	install -dm755 $(DESTDIR)$(DATADIR)/bash-completion/completions $(DESTDIR)$(DATADIR)/zsh/vendor-completions \
+	               $(DESTDIR)$(DATADIR)/fish/vendor_completions.d
+	$(RELEASE)/aictl completions bash > $(DESTDIR)$(DATADIR)/bash-completion/completions/aictl
+	$(RELEASE)/aictl completions zsh > $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_aictl
+	$(RELEASE)/aictl completions fish > $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/aictl.fish
 
 uninstall:
 	rm -f $(DESTDIR)$(GENERATORDIR)/aicontainers-generator $(DESTDIR)$(BINDIR)/aictl \
 	      $(DESTDIR)$(TMPFILESDIR)/aicontainers.conf $(DESTDIR)$(UNITDIR)/aicontainers-model@.service \
 	      $(DESTDIR)$(MANDIR)/man5/aicontainers.toml.5 $(DESTDIR)$(MANDIR)/man1/aictl.1 \
 	      $(DESTDIR)$(MANDIR)/man8/aicontainers-generator.8
+	rm -f $(DESTDIR)$(LIBEXECDIR)/aicontainersd $(DESTDIR)$(SYSTEMUNITDIR)/aicontainersd.service \
+	      $(DESTDIR)$(SYSUSERSDIR)/aicontainers.conf $(DESTDIR)$(DBUSSYSTEMDIR)/org.aicontainers.Agent1.conf \
+	      $(DESTDIR)$(POLKITDIR)/actions/org.aicontainers.policy $(DESTDIR)$(POLKITDIR)/rules.d/50-aicontainers.rules \
+	      $(DESTDIR)$(DBUSIFACEDIR)/org.aicontainers.Manager1.xml $(DESTDIR)$(DBUSIFACEDIR)/org.aicontainers.Service1.xml \
+	      $(DESTDIR)$(MANDIR)/man8/aicontainersd.8 $(DESTDIR)$(DATADIR)/bash-completion/completions/aictl \
+	      $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_aictl $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/aictl.fish
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 # Unit and golden tests (no VM).

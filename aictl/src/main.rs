@@ -23,6 +23,7 @@ macro_rules! out_raw {
 mod account;
 mod gpu;
 mod model;
+mod live;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,7 +34,7 @@ use aicontainers::quadlet::Quadlet;
 use aicontainers::render::PodmanVersion;
 use aicontainers::source::{self, SYSTEM_DIRS};
 use aicontainers::Diagnostic;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(name = "aictl", version, about = "Run AI model servers as rootless containers under systemd")]
@@ -123,6 +124,11 @@ enum Command {
         #[command(subcommand)]
         command: model::ModelCommand,
     },
+    /// Live commands, through aicontainersd on the system bus (src/live.rs).
+    #[command(flatten)]
+    Live(live::LiveCommand),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions { shell: clap_complete::Shell },
 }
 
 fn main() -> ExitCode {
@@ -143,6 +149,11 @@ fn main() -> ExitCode {
         Command::Account { command } => account::run(command),
         Command::Model { command } => model::run(command),
         Command::HealthWatch { name, interval, foreground } => health_watch(&name, interval, foreground),
+        Command::Live(command) => live::run(command),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "aictl", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

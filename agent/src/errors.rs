@@ -1,0 +1,18 @@
+//! The agent's typed D-Bus errors: `org.aicontainers.Error.*`.
+
+use zbus::DBusError;
+
+/// Every error the agent replies with. Clients match on the name; the message says what to do.
+#[derive(Debug, DBusError)]
+#[zbus(prefix = "org.aicontainers.Error")]
+pub enum Error {
+    /// An error of the D-Bus layer itself.
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    /// No such service (or other object).
+    NotFound(String),
+    /// The caller may not do this: not root, and polkit did not authorize it (or is not running).
+    AccessDenied(String),
+    /// systemd refused the request, or its job did not finish with `done`.
+    Failed(String),
+}

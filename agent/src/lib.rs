@@ -1,0 +1,26 @@
+//! aicontainersd, the aicontainers node agent: the live side of aicontainers on the system bus.
+//!
+//! The generator stays small and offline; everything that needs a running system lives here. The
+//! agent loads the same service files as the generator (with the core library), follows each
+//! service's unit through systemd's own D-Bus signals, and offers a versioned API:
+//!
+//! | object                                    | interface                   |
+//! |-------------------------------------------|-----------------------------|
+//! | `/org/aicontainers/Agent1`                | `org.aicontainers.Manager1`, `org.freedesktop.DBus.ObjectManager` |
+//! | `/org/aicontainers/Agent1/service/<name>` | `org.aicontainers.Service1` |
+//!
+//! Later kinds of objects get their own subtree and interface in the same scheme
+//! (`/org/aicontainers/Agent1/model/<name>` with `org.aicontainers.Model1`, `.../preflight`,
+//! `.../scan/<id>`, `.../sandbox/<id>`): see `docs/agent.md`.
+
+pub mod auth;
+pub mod errors;
+pub mod logging;
+pub mod manager;
+pub mod names;
+pub mod notify;
+pub mod placement;
+pub mod service;
+pub mod systemd;
+
+pub use errors::Error;

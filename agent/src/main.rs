@@ -1,0 +1,105 @@
+//! `aicontainersd`: the aicontainers node agent (see `aicontainersd(8)` and docs/agent.md).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use aicontainers_agent::manager::{Agent, Host, ManagerObject};
+use aicontainers_agent::names::{BUS_NAME, ROOT_PATH};
+use aicontainers_agent::notify;
+use aicontainers_agent::service::Context;
+use aicontainers_agent::systemd::{self, SystemdProxy};
+use clap::Parser;
+use zbus::fdo::{ObjectManager, RequestNameFlags, RequestNameReply};
+use zbus::proxy::CacheProperties;
+
+#[derive(Parser, Debug)]
+#[command(name = "aicontainersd", version, about = "The aicontainers node agent on the system bus")]
+struct Cli {
+    /// Connect to this bus instead of the system bus (also: $DBUS_SYSTEM_BUS_ADDRESS).
+    #[arg(long, value_name = "ADDRESS")]
+    bus_address: Option<String>,
+    /// Read the service files and /etc/subuid below this directory instead of / (for tests).
+    #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
+    root: PathBuf,
+    /// More log output: -v debug, -vv trace.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    aicontainers_agent::logging::init(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            let _ = notify::notify(&format!("STATUS=Failed: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let builder = match &cli.bus_address {
+        Some(address) => zbus::connection::Builder::address(address.as_str()),
+        None => zbus::connection::Builder::system(),
+    };
+    let conn = builder
+        .map_err(|e| format!("cannot connect to the system bus: {e}"))?
+        .build()
+        .await
+        .map_err(|e| format!("cannot connect to the system bus: {e}"))?;
+    let systemd = SystemdProxy::builder(&conn)
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await
+        .map_err(|e| format!("cannot reach systemd: {e}"))?;
+    systemd.subscribe().await.map_err(|e| format!("cannot subscribe to systemd's signals: {}", systemd::describe(&e)))?;
+
+    let ctx = Arc::new(Context { conn: conn.clone(), systemd });
+    let agent = Arc::new(Agent::new(ctx, Host { root: cli.root.clone() }));
+    let _reloads = agent.clone().follow_reloads().await.map_err(|e| format!("cannot follow systemd reloads: {e}"))?;
+    let count = agent.rescan().await.map_err(|e| format!("cannot put the services on the bus: {e}"))?;
+    let server = conn.object_server();
+    server.at(ROOT_PATH, ManagerObject { agent: agent.clone() }).await.map_err(|e| e.to_string())?;
+    server.at(ROOT_PATH, ObjectManager).await.map_err(|e| e.to_string())?;
+
+    let reply = conn.request_name_with_flags(BUS_NAME, RequestNameFlags::DoNotQueue.into()).await.map_err(|e| {
+        format!("cannot own {BUS_NAME} (only root may; see /usr/share/dbus-1/system.d/{BUS_NAME}.conf): {}", systemd::describe(&e))
+    })?;
+    if reply != RequestNameReply::PrimaryOwner {
+        return Err(format!("{BUS_NAME} is already owned: is another aicontainersd running?"));
+    }
+    log::info!("ready on {BUS_NAME} with {count} services");
+    let _ = notify::notify(&format!("READY=1\nSTATUS=Watching {count} services"));
+
+    if let Some(every) = notify::watchdog_interval() {
+        log::info!("watchdog on: a keep-alive every {} ms", every.as_millis());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let _ = notify::notify("WATCHDOG=1");
+            }
+        });
+    }
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+        // Without the bus the agent is useless: exit, and let systemd restart it.
+        _ = conn.closed() => return Err("lost the connection to the bus".into()),
+    }
+    let _ = notify::notify("STOPPING=1");
+    log::info!("stopping");
+    Ok(())
+}

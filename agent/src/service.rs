@@ -1,0 +1,247 @@
+//! `org.aicontainers.Service1`: one object per service, at [`crate::names::service_path`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aicontainers::generate::Loaded;
+use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
+use zbus::zvariant::OwnedObjectPath;
+use zbus::{interface, Connection};
+
+use crate::auth;
+use crate::errors::Error;
+use crate::names::ACTION_MANAGE_SERVICES;
+use crate::placement::placement;
+use crate::systemd::{self, SystemdProxy, UnitState, Verb};
+
+/// `Uid` of a service whose account is not known.
+pub const UNKNOWN_UID: u32 = u32::MAX;
+
+/// What the service files say about a service: fixed until the next rescan (a rescan that finds
+/// it changed replaces the object).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceInfo {
+    pub name: String,
+    /// The systemd unit, `NAME.service`.
+    pub unit: String,
+    pub source_path: String,
+    pub account: String,
+    pub uid: u32,
+    pub image: String,
+    pub gpus: Vec<String>,
+    pub numa_nodes: Vec<u32>,
+    /// Why the service cannot run (`file:line:col: key: reason`); empty when it is valid.
+    pub problems: Vec<String>,
+}
+
+impl ServiceInfo {
+    /// Every service of `loaded`, valid or not, by name. Services whose name belongs to another
+    /// unit are left out: that unit is not theirs to show.
+    pub fn from_loaded(loaded: &Loaded) -> BTreeMap<String, ServiceInfo> {
+        let mut out = BTreeMap::new();
+        for (service, account) in &loaded.services {
+            let place = placement(service, loaded.placements.get(&service.name));
+            out.insert(
+                service.name.clone(),
+                ServiceInfo {
+                    name: service.name.clone(),
+                    unit: format!("{}.service", service.name),
+                    source_path: service.source.display().to_string(),
+                    account: account.name.clone(),
+                    uid: account.uid,
+                    image: service.image.clone(),
+                    gpus: place.gpus,
+                    numa_nodes: place.numa_nodes,
+                    problems: Vec::new(),
+                },
+            );
+        }
+        for failed in loaded.failed.iter().filter(|f| f.unit) {
+            out.insert(
+                failed.name.clone(),
+                ServiceInfo {
+                    name: failed.name.clone(),
+                    unit: format!("{}.service", failed.name),
+                    source_path: failed.source.display().to_string(),
+                    account: String::new(),
+                    uid: UNKNOWN_UID,
+                    image: String::new(),
+                    gpus: Vec::new(),
+                    numa_nodes: Vec::new(),
+                    problems: failed.diagnostics.iter().map(|d| d.to_string()).collect(),
+                },
+            );
+        }
+        out
+    }
+}
+
+/// What the agent needs to act on the system.
+#[derive(Debug)]
+pub struct Context {
+    pub conn: Connection,
+    pub systemd: SystemdProxy<'static>,
+}
+
+/// One service on the bus.
+#[derive(Debug)]
+pub struct ServiceObject {
+    pub info: ServiceInfo,
+    /// systemd's object of the unit, when systemd could load it.
+    unit_path: Option<OwnedObjectPath>,
+    live: Mutex<UnitState>,
+    ctx: Arc<Context>,
+}
+
+impl ServiceObject {
+    pub fn new(info: ServiceInfo, unit_path: Option<OwnedObjectPath>, live: UnitState, ctx: Arc<Context>) -> Self {
+        ServiceObject { info, unit_path, live: Mutex::new(live), ctx }
+    }
+
+    fn live(&self) -> UnitState {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Takes the unit's new state and emits `PropertiesChanged` for what changed.
+    pub async fn update(&self, new: UnitState, emitter: &SignalEmitter<'_>) -> zbus::Result<()> {
+        let old = std::mem::replace(&mut *self.live.lock().unwrap_or_else(PoisonError::into_inner), new.clone());
+        if old.active != new.active {
+            self.state_changed(emitter).await?;
+        }
+        if old.sub != new.sub {
+            self.sub_state_changed(emitter).await?;
+        }
+        if old.load != new.load {
+            self.load_state_changed(emitter).await?;
+        }
+        Ok(())
+    }
+
+    async fn act(&self, conn: &Connection, header: &Header<'_>, emitter: &SignalEmitter<'_>, verb: Verb) -> Result<(), Error> {
+        let what = format!("{} {}", verb.as_str(), self.info.unit);
+        let uid = auth::authorize(conn, header, ACTION_MANAGE_SERVICES, &what).await?;
+        log::info!(service = self.info.name.as_str(), unit = self.info.unit.as_str(), verb = verb.as_str(), caller_uid = uid; "{what} (asked by UID {uid})");
+        let done = systemd::run_job(&self.ctx.systemd, verb, &self.info.unit).await;
+        if let Err(e) = &done {
+            log::warn!(service = self.info.name.as_str(), unit = self.info.unit.as_str(); "{what}: {e}");
+        }
+        // Whoever reads the state after the reply sees the job's outcome, whether or not the
+        // unit's PropertiesChanged signal has been handled yet.
+        if let Some(path) = &self.unit_path {
+            if let Ok(state) = systemd::unit_state(conn, path).await {
+                self.update(state, emitter).await?;
+            }
+        }
+        done
+    }
+}
+
+/// A service of aicontainers: what its files say, and its unit's live state from systemd.
+#[interface(name = "org.aicontainers.Service1")]
+impl ServiceObject {
+    /// The service name (the file NAME.toml).
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn name(&self) -> String {
+        self.info.name.clone()
+    }
+
+    /// The systemd unit that runs it, NAME.service.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn unit(&self) -> String {
+        self.info.unit.clone()
+    }
+
+    /// The unit's ActiveState: active, reloading, inactive, failed, activating, deactivating.
+    #[zbus(property)]
+    fn state(&self) -> String {
+        self.live().active
+    }
+
+    /// The unit's SubState (running, dead, exited, ...).
+    #[zbus(property)]
+    fn sub_state(&self) -> String {
+        self.live().sub
+    }
+
+    /// The unit's LoadState (loaded, not-found, ...): not-found until a daemon-reload.
+    #[zbus(property)]
+    fn load_state(&self) -> String {
+        self.live().load
+    }
+
+    /// The main service file.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn source_path(&self) -> String {
+        self.info.source_path.clone()
+    }
+
+    /// The account the service runs as; empty when its files are invalid.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn account(&self) -> String {
+        self.info.account.clone()
+    }
+
+    /// The UID of Account; 4294967295 when unknown.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn uid(&self) -> u32 {
+        self.info.uid
+    }
+
+    /// The container image.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn image(&self) -> String {
+        self.info.image.clone()
+    }
+
+    /// CDI names of the GPUs given to the service.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn gpus(&self) -> Vec<String> {
+        self.info.gpus.clone()
+    }
+
+    /// The NUMA nodes the service is bound to; empty when it is not bound.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn numa_nodes(&self) -> Vec<u32> {
+        self.info.numa_nodes.clone()
+    }
+
+    /// Why the service cannot run, one diagnostic each; empty when its files are valid.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn problems(&self) -> Vec<String> {
+        self.info.problems.clone()
+    }
+
+    /// Starts the unit and returns when systemd's job is done. Needs root or polkit action
+    /// org.aicontainers.manage-services.
+    async fn start(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), Error> {
+        self.act(conn, &header, &emitter, Verb::Start).await
+    }
+
+    /// Stops the unit and returns when systemd's job is done. Needs root or polkit action
+    /// org.aicontainers.manage-services.
+    async fn stop(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), Error> {
+        self.act(conn, &header, &emitter, Verb::Stop).await
+    }
+
+    /// Restarts the unit and returns when systemd's job is done. Needs root or polkit action
+    /// org.aicontainers.manage-services.
+    async fn restart(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), Error> {
+        self.act(conn, &header, &emitter, Verb::Restart).await
+    }
+}

@@ -1,0 +1,134 @@
+//! `aictl`'s live commands against the agent on a real dbus-daemon (stand-ins for systemd and
+//! polkit: tests/support/mod.rs). Run as root: the unprivileged user is `nobody`.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use support::*;
+
+fn aictl_path() -> String {
+    aictl().display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_shows_a_table_and_json_to_anyone() {
+    assert!(nix::unistd::geteuid().is_root(), "these tests must run as root: they run aictl as nobody");
+    let rig = Rig::start(Polkit::Absent).await;
+    let got = rig.as_nobody(&aictl_path(), &["status"]).await;
+    let text = said(&got);
+    assert!(got.status.success(), "{text}");
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], vec!["NAME", "STATE", "ACCOUNT", "GPUS", "NUMA", "IMAGE"], "{text}");
+    assert_eq!(lines[1], vec!["broken", "inactive", "-", "-", "-", "-"], "{text}");
+    assert_eq!(lines[2], vec!["web", "inactive", "nobody", "nvidia.com/gpu=0", "0", "localhost/web:1"], "{text}");
+    assert!(text.contains("broken: cannot run, its files are invalid: see `aictl validate --service broken`"), "{text}");
+
+    let got = rig.as_nobody(&aictl_path(), &["status", "--json", "web"]).await;
+    assert!(got.status.success(), "{}", said(&got));
+    let json: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    let web = &json[0];
+    assert_eq!(json.as_array().unwrap().len(), 1);
+    assert_eq!(web["name"], "web");
+    assert_eq!(web["state"], "inactive");
+    assert_eq!(web["sub_state"], "dead");
+    assert_eq!(web["account"], "nobody");
+    assert_eq!(web["uid"], 65534);
+    assert_eq!(web["gpus"], serde_json::json!(["nvidia.com/gpu=0"]));
+    assert_eq!(web["numa_nodes"], serde_json::json!([0]));
+    assert_eq!(web["image"], "localhost/web:1");
+
+    let got = rig.as_nobody(&aictl_path(), &["status", "nope"]).await;
+    assert!(!got.status.success() && said(&got).contains("no such service: nope"), "{}", said(&got));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn root_starts_and_status_shows_it_nobody_is_refused() {
+    assert!(nix::unistd::geteuid().is_root(), "these tests must run as root: they run aictl as nobody");
+    let rig = Rig::start(Polkit::Absent).await;
+    let got = rig.as_root(&aictl_path(), &["start", "web"]).await;
+    assert!(got.status.success(), "{}", said(&got));
+    let got = rig.as_root(&aictl_path(), &["status", "web"]).await;
+    assert!(said(&got).lines().nth(1).unwrap().split_whitespace().nth(1) == Some("active"), "{}", said(&got));
+
+    for verb in ["stop", "restart", "start"] {
+        let got = rig.as_nobody(&aictl_path(), &[verb, "web"]).await;
+        let text = said(&got);
+        assert_eq!(got.status.code(), Some(1), "{verb}: {text}");
+        assert!(
+            text.contains(&format!("aictl: permission denied: UID 65534 may not {verb} web.service: polkit is not running")),
+            "{verb}: {text}"
+        );
+    }
+    let got = rig.as_nobody(&aictl_path(), &["reload"]).await;
+    assert!(!got.status.success() && said(&got).contains("permission denied"), "{}", said(&got));
+
+    let got = rig.as_root(&aictl_path(), &["stop", "--json", "web"]).await;
+    assert!(got.status.success(), "{}", said(&got));
+    let json: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(json, serde_json::json!({"service": "web", "action": "stop", "result": "done"}));
+
+    let got = rig.as_root(&aictl_path(), &["start", "nope"]).await;
+    assert!(!got.status.success() && said(&got).contains("no service `nope`"), "{}", said(&got));
+    let got = rig.as_root(&aictl_path(), &["start", "broken"]).await;
+    assert!(!got.status.success() && said(&got).contains("result `failed`"), "{}", said(&got));
+
+    let got = rig.as_root(&aictl_path(), &["reload", "--json"]).await;
+    assert!(got.status.success(), "{}", said(&got));
+    let json: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(json["services"], serde_json::json!(["broken", "web"]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clear_error_when_the_agent_or_the_bus_is_not_there() {
+    assert!(nix::unistd::geteuid().is_root(), "these tests must run as root");
+    let rig = Rig::without_agent(Polkit::Absent).await;
+    for args in [&["status"][..], &["stop", "web"]] {
+        let got = rig.as_nobody(&aictl_path(), args).await;
+        let text = said(&got);
+        assert_eq!(got.status.code(), Some(1), "{text}");
+        assert!(text.contains("aicontainersd is not running") && text.contains("systemctl enable --now aicontainersd"), "{text}");
+    }
+    let got = tokio::process::Command::new(aictl_path())
+        .arg("status")
+        .env("DBUS_SYSTEM_BUS_ADDRESS", format!("unix:path={}/no-bus", rig.dir.path().display()))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(got.status.code(), Some(1));
+    assert!(said(&got).contains("cannot connect to the system bus"), "{}", said(&got));
+
+    // The offline commands need no bus at all.
+    let got = tokio::process::Command::new(aictl_path())
+        .args(["validate"])
+        .arg(rig.root.join("etc/aicontainers/web.toml"))
+        .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent")
+        .output()
+        .await
+        .unwrap();
+    assert!(got.status.success(), "{}", said(&got));
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    for shell in ["bash", "zsh", "fish"] {
+        let got = std::process::Command::new(aictl()).args(["completions", shell]).output().unwrap();
+        assert!(got.status.success(), "{shell}: {}", said(&got));
+        let text = String::from_utf8_lossy(&got.stdout);
+        assert!(text.contains("status") && text.contains("restart") && text.contains("validate"), "{shell}: {text}");
+    }
+}
+
+/// At a terminal, aictl runs polkit's text agent (pkttyagent) for the call, as systemctl does;
+/// where polkit cannot ask (here: none runs), the user still gets the clear refusal.
+#[tokio::test(flavor = "multi_thread")]
+async fn at_a_terminal_nobody_is_still_refused_clearly() {
+    assert!(nix::unistd::geteuid().is_root(), "these tests must run as root: they run aictl as nobody");
+    let rig = Rig::start(Polkit::Absent).await;
+    let command = format!("{} stop web", aictl_path());
+    // script(1) gives aictl a terminal.
+    let got = rig.as_nobody("script", &["-qec", &command, "/dev/null"]).await;
+    let text = said(&got);
+    assert!(!got.status.success(), "{text}");
+    assert!(text.contains("aictl: permission denied: UID 65534 may not stop web.service: polkit is not running"), "{text}");
+}

@@ -1,0 +1,130 @@
+//! The agent's numbers, for tests/bench/agent (ignored by plain `cargo test`: it takes a minute
+//! and reports, it does not judge). Same rig as the other tests: a real dbus-daemon with
+//! stand-ins for systemd and polkit, here with 100 services.
+//!
+//!   cargo test --release -p aicontainers-agent --test bench -- --ignored --nocapture
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use aicontainers_agent::names::{service_path, BUS_NAME, ROOT_PATH, SERVICE_INTERFACE};
+use support::*;
+use zbus::fdo::{ObjectManagerProxy, PropertiesProxy};
+use zbus::names::InterfaceName;
+
+const SERVICES: usize = 100;
+const ROUNDS: usize = 20;
+
+/// (VmRSS KiB, VmHWM KiB, context switches of all threads, threads) of `pid`.
+fn sample(pid: u32) -> (u64, u64, u64, usize) {
+    let field = |text: &str, key: &str| -> u64 {
+        text.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let mut switches = 0;
+    let mut threads = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let Ok(text) = std::fs::read_to_string(task.unwrap().path().join("status")) else { continue };
+        switches += field(&text, "voluntary_ctxt_switches:") + field(&text, "nonvoluntary_ctxt_switches:");
+        threads += 1;
+    }
+    (field(&status, "VmRSS:"), field(&status, "VmHWM:"), switches, threads)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e6
+}
+
+async fn idle_wakeups(pid: u32, window: Duration) -> (u64, u64) {
+    let (_, _, before, _) = sample(pid);
+    tokio::time::sleep(window).await;
+    let (rss, _, after, _) = sample(pid);
+    (after - before, rss)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a benchmark: run by tests/bench/agent"]
+async fn agent_numbers() {
+    assert!(nix::unistd::geteuid().is_root(), "the benchmark must run as root (it owns names on a private bus)");
+    let window = Duration::from_secs(std::env::var("AGENT_BENCH_IDLE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(30));
+    let settle = Duration::from_secs(12); // tokio lets an idle blocking-pool thread go after 10 s
+
+    for watchdog in [None, Some(Duration::from_secs(4))] {
+        let mut rig = Rig::without_agent(Polkit::Absent).await;
+        for i in 0..SERVICES {
+            write_service(&rig.root, &format!("svc{i:03}"), WEB);
+        }
+        let t0 = Instant::now();
+        rig.start_agent_with(watchdog).await;
+        let startup = t0.elapsed();
+        let pid = rig.agent_pid();
+        let (rss_ready, _, _, threads) = sample(pid);
+        println!();
+        match watchdog {
+            None => println!("== agent without a watchdog, {SERVICES} services (+ web, broken)"),
+            Some(w) => println!("== agent with WATCHDOG_USEC={} (keep-alive every {} s)", w.as_micros(), w.as_secs() / 2),
+        }
+        println!(
+            "startup to READY=1: {:.1} ms; threads: {threads}; RSS when ready: {:.1} MiB",
+            startup.as_secs_f64() * 1e3,
+            rss_ready as f64 / 1024.0
+        );
+
+        if watchdog.is_none() {
+            let mut single = Vec::new();
+            for _ in 0..ROUNDS {
+                for i in 0..SERVICES {
+                    let p = PropertiesProxy::builder(&rig.client)
+                        .destination(BUS_NAME)
+                        .unwrap()
+                        .path(service_path(&format!("svc{i:03}")))
+                        .unwrap()
+                        .build()
+                        .await
+                        .unwrap();
+                    let t = Instant::now();
+                    let props = p.get_all(InterfaceName::try_from(SERVICE_INTERFACE).unwrap()).await.unwrap();
+                    single.push(t.elapsed());
+                    assert_eq!(props.len(), 12);
+                }
+            }
+            single.sort();
+            let om =
+                ObjectManagerProxy::builder(&rig.client).destination(BUS_NAME).unwrap().path(ROOT_PATH).unwrap().build().await.unwrap();
+            let mut all = Vec::new();
+            for _ in 0..ROUNDS {
+                let t = Instant::now();
+                let objects = om.get_managed_objects().await.unwrap();
+                all.push(t.elapsed());
+                assert!(objects.len() > SERVICES);
+            }
+            all.sort();
+            let total: Duration = single.iter().sum::<Duration>() / ROUNDS as u32;
+            println!(
+                "GetAll(org.aicontainers.Service1), one object at a time: p50 {:.0} us, p99 {:.0} us per call; all {SERVICES} objects in {:.1} ms",
+                percentile(&single, 0.5),
+                percentile(&single, 0.99),
+                total.as_secs_f64() * 1e3
+            );
+            println!(
+                "GetManagedObjects (all {} objects with properties in one call): p50 {:.1} ms, p99 {:.1} ms",
+                SERVICES + 2,
+                percentile(&all, 0.5) / 1e3,
+                percentile(&all, 0.99) / 1e3
+            );
+        }
+        tokio::time::sleep(settle).await;
+        let (wakeups, rss) = idle_wakeups(pid, window).await;
+        let (_, hwm, _, threads) = sample(pid);
+        println!(
+            "idle for {} s: {wakeups} context switches (all threads: {threads}); RSS {:.1} MiB (peak {:.1} MiB)",
+            window.as_secs(),
+            rss as f64 / 1024.0,
+            hwm as f64 / 1024.0
+        );
+    }
+}

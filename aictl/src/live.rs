@@ -1,0 +1,298 @@
+//! Live commands: `status`, `start`, `stop`, `restart`, `reload`. They ask aicontainersd on the
+//! system bus (docs/agent.md); the offline commands (`validate`, `render`) never touch the bus.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use aicontainers_agent::names::{BUS_NAME, MANAGER_INTERFACE, ROOT_PATH, SERVICE_INTERFACE};
+use clap::Subcommand;
+use serde::Serialize;
+use zbus::fdo::ObjectManagerProxy;
+use zbus::proxy::MethodFlags;
+use zbus::zvariant::{OwnedObjectPath, OwnedValue};
+use zbus::Connection;
+
+/// How long `status` waits for the agent.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `start`, `stop`, `restart` and `reload` wait: they return when systemd's job is done,
+/// which for a service that pulls its image can take minutes.
+const ACT_TIMEOUT: Duration = Duration::from_secs(600);
+
+#[derive(Subcommand, Debug)]
+pub enum LiveCommand {
+    /// Show every service with its live state, account, GPUs, NUMA nodes and image (from aicontainersd).
+    Status {
+        /// Only these services.
+        names: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a service and wait for systemd's job (root, aicontainers-admin, or polkit).
+    Start {
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a service and wait for systemd's job (root, aicontainers-admin, or polkit).
+    Stop {
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restart a service and wait for systemd's job (root, aicontainers-admin, or polkit).
+    Restart {
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// systemctl daemon-reload, then the agent reads the service files again.
+    Reload {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// One service as `status` shows it.
+#[derive(Debug, Serialize)]
+struct Row {
+    name: String,
+    unit: String,
+    state: String,
+    sub_state: String,
+    load_state: String,
+    account: String,
+    uid: Option<u32>,
+    gpus: Vec<String>,
+    numa_nodes: Vec<u32>,
+    image: String,
+    source_path: String,
+    problems: Vec<String>,
+}
+
+pub fn run(command: LiveCommand) -> Result<ExitCode, String> {
+    // Like systemctl: a user at a terminal may be asked for a password by polkit.
+    let _agent = match &command {
+        LiveCommand::Status { .. } => None,
+        _ => TtyAgent::start(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start: {e}"))?;
+    runtime.block_on(async move {
+        match command {
+            LiveCommand::Status { names, json } => status(&names, json).await,
+            LiveCommand::Start { name, json } => act(&name, "Start", json).await,
+            LiveCommand::Stop { name, json } => act(&name, "Stop", json).await,
+            LiveCommand::Restart { name, json } => act(&name, "Restart", json).await,
+            LiveCommand::Reload { json } => reload(json).await,
+        }
+    })
+}
+
+async fn connect(timeout: Duration) -> Result<Connection, String> {
+    zbus::connection::Builder::system()
+        .map_err(|e| format!("cannot connect to the system bus: {e}"))?
+        .method_timeout(timeout)
+        .build()
+        .await
+        .map_err(|e| format!("cannot connect to the system bus (is D-Bus running?): {e}"))
+}
+
+/// A bus error as the user should read it.
+fn explain(e: zbus::Error) -> String {
+    match &e {
+        zbus::Error::MethodError(name, message, _) => explain_named(name.as_str(), message.as_deref().unwrap_or_default()),
+        _ => e.to_string(),
+    }
+}
+
+/// [`explain`] for the errors of zbus's standard proxies.
+fn explain_fdo(e: zbus::fdo::Error) -> String {
+    use zbus::DBusError as _;
+    match e {
+        zbus::fdo::Error::ZBus(inner) => explain(inner),
+        other => explain_named(other.name().as_str(), other.description().unwrap_or_default()),
+    }
+}
+
+fn explain_named(name: &str, message: &str) -> String {
+    match name {
+        "org.freedesktop.DBus.Error.ServiceUnknown" | "org.freedesktop.DBus.Error.NameHasNoOwner" => {
+            format!(
+                "aicontainersd is not running ({BUS_NAME} is not on the system bus): start it with `systemctl enable --now aicontainersd`"
+            )
+        }
+        "org.aicontainers.Error.AccessDenied" | "org.freedesktop.DBus.Error.AccessDenied" => {
+            format!("permission denied: {message}")
+        }
+        "org.aicontainers.Error.NotFound" | "org.aicontainers.Error.Failed" => message.to_owned(),
+        "org.freedesktop.DBus.Error.NoReply" | "org.freedesktop.DBus.Error.Timeout" => {
+            format!("aicontainersd did not answer in time: {message}")
+        }
+        _ => format!("{message} ({name})"),
+    }
+}
+
+/// A proxy that reads nothing ahead (no property cache, no signal subscription).
+async fn proxy<'a>(
+    conn: &Connection,
+    path: impl TryInto<zbus::zvariant::ObjectPath<'a>, Error = zbus::zvariant::Error>,
+    interface: &'a str,
+) -> Result<zbus::Proxy<'a>, String> {
+    zbus::proxy::Builder::new(conn)
+        .destination(BUS_NAME)
+        .and_then(|b| b.path(path))
+        .and_then(|b| b.interface(interface))
+        .map_err(|e| e.to_string())?
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .map_err(explain)
+}
+
+fn take<T: TryFrom<OwnedValue>>(props: &HashMap<String, OwnedValue>, key: &str) -> Option<T> {
+    props.get(key).and_then(|v| v.try_clone().ok()).and_then(|v| T::try_from(v).ok())
+}
+
+fn row(props: &HashMap<String, OwnedValue>) -> Row {
+    let text = |key: &str| take::<String>(props, key).unwrap_or_default();
+    Row {
+        name: text("Name"),
+        unit: text("Unit"),
+        state: text("State"),
+        sub_state: text("SubState"),
+        load_state: text("LoadState"),
+        account: text("Account"),
+        uid: take::<u32>(props, "Uid").filter(|u| *u != u32::MAX),
+        gpus: take(props, "Gpus").unwrap_or_default(),
+        numa_nodes: take(props, "NumaNodes").unwrap_or_default(),
+        image: text("Image"),
+        source_path: text("SourcePath"),
+        problems: take(props, "Problems").unwrap_or_default(),
+    }
+}
+
+async fn status(names: &[String], json: bool) -> Result<ExitCode, String> {
+    let conn = connect(READ_TIMEOUT).await?;
+    let om = ObjectManagerProxy::builder(&conn)
+        .destination(BUS_NAME)
+        .and_then(|b| b.path(ROOT_PATH))
+        .map_err(|e| e.to_string())?
+        .build()
+        .await
+        .map_err(explain)?;
+    let objects = om.get_managed_objects().await.map_err(explain_fdo)?;
+    let mut rows: Vec<Row> = objects
+        .values()
+        .filter_map(|ifaces| ifaces.iter().find(|(i, _)| i.as_str() == SERVICE_INTERFACE).map(|(_, props)| row(props)))
+        .filter(|r| names.is_empty() || names.contains(&r.name))
+        .collect();
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    let missing: Vec<&String> = names.iter().filter(|n| !rows.iter().any(|r| &r.name == *n)).collect();
+    if json {
+        out!("{}", serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?);
+    } else {
+        print_table(&rows);
+    }
+    if !missing.is_empty() {
+        let list: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+        return Err(format!("no such service: {}", list.join(", ")));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(rows: &[Row]) {
+    let dash = |s: String| if s.is_empty() { "-".to_owned() } else { s };
+    let mut table: Vec<[String; 6]> = vec![["NAME", "STATE", "ACCOUNT", "GPUS", "NUMA", "IMAGE"].map(String::from)];
+    for r in rows {
+        let numa: Vec<String> = r.numa_nodes.iter().map(u32::to_string).collect();
+        table.push([
+            r.name.clone(),
+            r.state.clone(),
+            dash(r.account.clone()),
+            dash(r.gpus.join(",")),
+            dash(numa.join(",")),
+            dash(r.image.clone()),
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for line in &table {
+        for (w, cell) in widths.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for line in &table {
+        let cells: Vec<String> = line.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out!("{}", cells.join("  ").trim_end());
+    }
+    for r in rows.iter().filter(|r| !r.problems.is_empty()) {
+        out!("{}: cannot run, its files are invalid: see `aictl validate --service {}`", r.name, r.name);
+    }
+}
+
+async fn act(name: &str, method: &str, json: bool) -> Result<ExitCode, String> {
+    let conn = connect(ACT_TIMEOUT).await?;
+    let manager = proxy(&conn, ROOT_PATH, MANAGER_INTERFACE).await?;
+    let path: OwnedObjectPath = manager.call("GetService", &(name,)).await.map_err(explain)?;
+    let service = proxy(&conn, path.as_str(), SERVICE_INTERFACE).await?;
+    // Lets polkit ask for a password where an authentication agent runs.
+    service.call_with_flags::<_, _, ()>(method, MethodFlags::AllowInteractiveAuth.into(), &()).await.map_err(explain)?;
+    let verb = method.to_lowercase();
+    if json {
+        out!("{}", serde_json::json!({ "service": name, "action": verb, "result": "done" }));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reload(json: bool) -> Result<ExitCode, String> {
+    let conn = connect(ACT_TIMEOUT).await?;
+    let manager = proxy(&conn, ROOT_PATH, MANAGER_INTERFACE).await?;
+    manager.call_with_flags::<_, _, ()>("Reload", MethodFlags::AllowInteractiveAuth.into(), &()).await.map_err(explain)?;
+    let services: Vec<(String, OwnedObjectPath)> = manager.call("ListServices", &()).await.map_err(explain)?;
+    if json {
+        let names: Vec<&str> = services.iter().map(|(n, _)| n.as_str()).collect();
+        out!("{}", serde_json::json!({ "action": "reload", "result": "done", "services": names }));
+    } else {
+        out!("reloaded: {} services", services.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// polkit's text-mode authentication agent (`pkttyagent --fallback`), run for the duration of a
+/// mutating command when a non-root user is at a terminal, as `systemctl` does: polkit can then
+/// ask for a password (`auth_admin_keep`) instead of refusing outright. Stopped when dropped.
+struct TtyAgent(std::process::Child);
+
+impl TtyAgent {
+    const PATH: &'static str = "/usr/bin/pkttyagent";
+
+    fn start() -> Option<TtyAgent> {
+        use std::io::{IsTerminal, Read};
+        use std::os::fd::AsRawFd;
+        if nix::unistd::geteuid().is_root() || !std::io::stdin().is_terminal() || !std::path::Path::new(Self::PATH).exists() {
+            return None;
+        }
+        // pkttyagent closes --notify-fd once it is registered (or exits when it cannot be).
+        let (read, write) = nix::unistd::pipe().ok()?;
+        nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).ok()?;
+        let child = std::process::Command::new(Self::PATH)
+            .args(["--notify-fd", &write.as_raw_fd().to_string(), "--fallback"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        drop(write);
+        let _ = std::fs::File::from(read).read_to_end(&mut Vec::new());
+        Some(TtyAgent(child))
+    }
+}
+
+impl Drop for TtyAgent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
