@@ -320,12 +320,13 @@ pub fn sources_in_use(services: &[crate::spec::Service]) -> BTreeSet<String> {
     services.iter().flat_map(|s| s.models.iter().map(|m| m.source.canonical())).collect()
 }
 
-/// A blocking HTTP agent that answers every status (so errors can name it) and never follows
-/// redirects with credentials.
+/// A blocking HTTP agent that answers every status (so errors can name it).
 pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .user_agent(concat!("aicontainers/", env!("CARGO_PKG_VERSION")))
+        // Credentials follow a redirect only to the same host over https, never to a CDN.
+        .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
         .timeout_connect(Some(std::time::Duration::from_secs(30)))
         .timeout_per_read(Some(std::time::Duration::from_secs(120)))
         .build()
