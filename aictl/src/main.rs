@@ -22,6 +22,7 @@ macro_rules! out_raw {
 
 mod account;
 mod gpu;
+mod model;
 mod live;
 
 use std::path::{Path, PathBuf};
@@ -118,6 +119,11 @@ enum Command {
         #[command(subcommand)]
         command: account::AccountCommand,
     },
+    /// The model cache: pull, list, inspect, remove and collect models (man aictl, docs/models.md).
+    Model {
+        #[command(subcommand)]
+        command: model::ModelCommand,
+    },
     /// Live commands, through aicontainersd on the system bus (src/live.rs).
     #[command(flatten)]
     Live(live::LiveCommand),
@@ -141,6 +147,7 @@ fn main() -> ExitCode {
         Command::Topology { topology_xml, config, json, save_xml: None } => gpu::topology(topology_xml.as_deref(), &config, json),
         Command::Gpu { command } => gpu::run(command),
         Command::Account { command } => account::run(command),
+        Command::Model { command } => model::run(command),
         Command::HealthWatch { name, interval, foreground } => health_watch(&name, interval, foreground),
         Command::Live(command) => live::run(command),
         Command::Completions { shell } => {

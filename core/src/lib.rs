@@ -9,6 +9,7 @@ pub mod cdi;
 pub mod diag;
 pub mod doc;
 pub mod generate;
+pub mod models;
 pub mod quadlet;
 pub mod render;
 pub mod source;

@@ -121,6 +121,14 @@ pub fn container(service: &Service, account: &Account, podman: PodmanVersion, pl
     // order explicit and works for accounts that never log in.
     let _ = writeln!(u, "Requires=user@{uid}.service");
     let _ = writeln!(u, "After=user@{uid}.service");
+    // Each model is pulled by its own instance of aicontainers-model@.service, shared by every
+    // service that names the same source: started (and waited for) before this one, and a
+    // model that cannot be fetched fails this start with the reason in that unit's journal.
+    for model in &service.models {
+        let unit = model.source.unit();
+        let _ = writeln!(u, "Requires={unit}");
+        let _ = writeln!(u, "After={unit}");
+    }
 
     u.push_str("\n[Container]\n");
     let _ = writeln!(u, "ContainerName={}", service.name);
@@ -138,6 +146,11 @@ pub fn container(service: &Service, account: &Account, podman: PodmanVersion, pl
     // Quadlet passes Volume= on as one argument, verbatim: no quoting, only specifiers escaped.
     for volume in &service.volumes {
         let _ = writeln!(u, "Volume={}", volume.replace('%', "%%").replace('$', "$$"));
+    }
+    // Models: the store's ref of each source, read-only (the ref is a name without `%`, `$`,
+    // `:` or spaces, see crate::models::Source::ref_name).
+    for model in &service.models {
+        let _ = writeln!(u, "Volume={}/refs/{}:{}:ro", crate::models::store::STORE_DIR, model.source.ref_name(), model.mount);
     }
     // GPUs through CDI: podman resolves the names in /etc/cdi and /var/run/cdi.
     if let Some(p) = placement {

@@ -160,6 +160,21 @@ pub fn check_file(path: &Path, drop_in: bool) -> Result<Service, Vec<Diagnostic>
 }
 
 fn load_layers(name: &str, main: &Path, drop_ins: &[PathBuf], partial: bool) -> Result<Service, Vec<Diagnostic>> {
+    let (root, mut diags) = merged(main, drop_ins);
+    let Some(root) = root else { return Err(diags) };
+    let Value::Table(table) = &root.value else { unreachable!("a document is a table") };
+    match spec::from_table(name, main.to_owned(), drop_ins.to_vec(), table, &root.origin, partial) {
+        Ok(service) if diags.is_empty() => Ok(service),
+        Ok(_) => Err(diags),
+        Err(more) => {
+            diags.extend(more);
+            Err(diags)
+        }
+    }
+}
+
+/// The main file with its drop-ins merged over it, and what could not be read or parsed.
+fn merged(main: &Path, drop_ins: &[PathBuf]) -> (Option<doc::Node>, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let parsed = read(main).and_then(|text| doc::parse(main, text));
     let mut root = match parsed {
@@ -181,15 +196,16 @@ fn load_layers(name: &str, main: &Path, drop_ins: &[PathBuf], partial: bool) -> 
             Err(d) => diags.push(d),
         }
     }
-    let Some(root) = root else { return Err(diags) };
-    let Value::Table(table) = &root.value else { unreachable!("a document is a table") };
-    match spec::from_table(name, main.to_owned(), drop_ins.to_vec(), table, &root.origin, partial) {
-        Ok(service) if diags.is_empty() => Ok(service),
-        Ok(_) => Err(diags),
-        Err(more) => {
-            diags.extend(more);
-            Err(diags)
-        }
+    (root, diags)
+}
+
+/// The models a service names, even when the rest of its files has mistakes: what `aictl model
+/// gc` must keep. Fails only when a file cannot be parsed or a `[[model]]` is itself wrong.
+pub fn models(files: &ServiceFiles) -> Result<Vec<spec::Model>, Vec<Diagnostic>> {
+    let (root, diags) = merged(&files.main, &files.drop_ins);
+    match root {
+        Some(doc::Node { value: Value::Table(table), .. }) if diags.is_empty() => spec::models_only(&table),
+        _ => Err(diags),
     }
 }
 

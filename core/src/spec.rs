@@ -16,11 +16,10 @@ use crate::doc::{Entry, Node, Origin, Table, Value};
 pub const FORMAT_VERSION: i64 = 1;
 
 /// Top-level sections, and the ones reserved for later versions (parsed as errors that say so).
-const TOP_KEYS: &[&str] = &["format", "service", "gpu", "resources", "health"];
+const TOP_KEYS: &[&str] = &["format", "service", "gpu", "resources", "health", "model"];
 /// Top-level keys that are neither valid nor unknown: reported by `RESERVED_TOP`.
-const RESERVED_NAMES: &[&str] = &["model", "sandbox"];
+const RESERVED_NAMES: &[&str] = &["sandbox"];
 const RESERVED_TOP: &[(&str, &str)] = &[
-    ("model", "model mounts from the model cache are planned for a later version of aicontainers"),
     ("sandbox", "agent sandboxes are planned for a later version of aicontainers"),
 ];
 const SERVICE_KEYS: &[&str] = &[
@@ -41,6 +40,17 @@ const SERVICE_KEYS: &[&str] = &[
 const GPU_KEYS: &[&str] = &["devices", "count", "numa", "shared"];
 const RESOURCE_KEYS: &[&str] = &["memory", "cpus", "pids"];
 const HEALTH_KEYS: &[&str] = &["command", "interval", "timeout", "retries", "start-period"];
+const MODEL_KEYS: &[&str] = &["source", "mount", "name", "sha256"];
+
+/// One `[[model]]`: a model from the cache, mounted read-only (see `crate::models`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Model {
+    /// `name`, or the last part of the source.
+    pub name: String,
+    pub source: crate::models::Source,
+    /// Absolute path inside the container.
+    pub mount: String,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -169,6 +179,8 @@ pub struct Service {
     pub gpu: Option<Gpu>,
     pub resources: Resources,
     pub health: Option<Health>,
+    /// `[[model]]` entries, in file order.
+    pub models: Vec<Model>,
 }
 
 /// Reads the keys of one table, remembering which were used so the rest can be reported.
@@ -531,6 +543,8 @@ pub fn from_table(
         command.map(|(command, _)| Health { command, interval, timeout, retries, start_period })
     });
 
+    let models = models(&top, &volumes, &mut diags);
+
     if !diags.is_empty() {
         diags.sort_by(|a, b| (&a.path, a.line, a.col).cmp(&(&b.path, b.line, b.col)));
         diags.dedup();
@@ -556,7 +570,112 @@ pub fn from_table(
         gpu,
         resources,
         health,
+        models,
     })
+}
+
+/// Only the `[[model]]` entries of a document, with only their own mistakes.
+pub fn models_only(root: &Table) -> Result<Vec<Model>, Vec<Diagnostic>> {
+    let mut ignored = Vec::new();
+    let top = Section::new("", root, TOP_KEYS, &mut ignored);
+    let mut diags = Vec::new();
+    let found = models(&top, &[], &mut diags);
+    if diags.is_empty() {
+        Ok(found)
+    } else {
+        Err(diags)
+    }
+}
+
+/// `[[model]]`: each entry's source, mount point and name, checked.
+fn models(top: &Section<'_>, volumes: &[String], diags: &mut Vec<Diagnostic>) -> Vec<Model> {
+    let Some(entry) = top.get("model") else { return Vec::new() };
+    let Value::Array(items) = &entry.node.value else {
+        diags.push(entry.key_origin.error("model", "write each model as an array of tables: [[model]] (two brackets), one per model"));
+        return Vec::new();
+    };
+    let mut out: Vec<Model> = Vec::new();
+    for item in items {
+        let Value::Table(t) = &item.value else {
+            diags.push(item.origin.error("model", format!("expected a [[model]] table, found {}", item.value.type_name())));
+            continue;
+        };
+        let m = Section::new("model", t, MODEL_KEYS, diags);
+        let sha256 = m.string("sha256", diags);
+        let source = match m.string("source", diags) {
+            Some((text, origin)) => match crate::models::Source::parse(&text, sha256.as_ref().map(|(s, _)| s.as_str())) {
+                Ok(source) => {
+                    if let (Some((_, at)), false) = (&sha256, matches!(source, crate::models::Source::Https { .. })) {
+                        diags.push(at.error("model.sha256", "only https:// sources take a sha256 pin (oci:// pins with @sha256:, hf:// with @REVISION)"));
+                    }
+                    Some(source)
+                }
+                Err(why) => {
+                    diags.push(origin.error("model.source", why));
+                    None
+                }
+            },
+            None => {
+                if m.get("source").is_none() {
+                    diags.push(item.origin.error("model.source", "missing required key: where the model comes from (oci://, hf://, https://, file://)"));
+                }
+                None
+            }
+        };
+        let mount = match m.string("mount", diags) {
+            Some((mount, origin)) => match check_mount(&mount) {
+                Ok(()) if out.iter().any(|o| o.mount == mount) || volumes.iter().any(|v| v.split(':').nth(1) == Some(mount.as_str())) => {
+                    diags.push(origin.error("model.mount", format!("`{mount}` is already mounted (by another model or a volume)")));
+                    None
+                }
+                Ok(()) => Some(mount),
+                Err(why) => {
+                    diags.push(origin.error("model.mount", why));
+                    None
+                }
+            },
+            None => {
+                if m.get("mount").is_none() {
+                    diags.push(item.origin.error("model.mount", "missing required key: the absolute path inside the container where the model appears"));
+                }
+                None
+            }
+        };
+        let name = m.string("name", diags).and_then(|(name, origin)| {
+            let ok = !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !ok {
+                diags.push(origin.error("model.name", format!("`{name}` is not a model name (letters, digits, `.`, `_`, `-`, at most 64)")));
+                None
+            } else if out.iter().any(|o| o.name == name) {
+                diags.push(origin.error("model.name", format!("`{name}` names two models")));
+                None
+            } else {
+                Some(name)
+            }
+        });
+        if let (Some(source), Some(mount)) = (source, mount) {
+            let name = name.unwrap_or_else(|| source.short_name());
+            out.push(Model { name, source, mount });
+        }
+    }
+    out
+}
+
+/// A model's mount point: absolute, normalised, one line, and not a place podman needs.
+fn check_mount(mount: &str) -> Result<(), String> {
+    let bad = !mount.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+@".contains(&b))
+        || !mount.starts_with('/')
+        || mount == "/"
+        || mount.ends_with('/')
+        || mount.split('/').skip(1).any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        return Err(format!("`{mount}`: expected an absolute path inside the container such as /models/mistral (letters, digits and `/._-+@`; no `..` or trailing `/`)"));
+    }
+    const SYSTEM: &[&str] = &["/proc", "/sys", "/dev", "/etc", "/run", "/tmp", "/usr", "/bin", "/sbin", "/lib", "/lib64"];
+    if SYSTEM.contains(&mount) {
+        return Err(format!("`{mount}` would hide a directory the container needs; mount models under a directory of their own such as /models"));
+    }
+    Ok(())
 }
 
 fn start_of(origin: &Origin) -> Origin {

@@ -1,0 +1,346 @@
+//! `oci://` sources over the OCI distribution API: manifests (and indexes), blobs with ranges,
+//! anonymous or token authentication (credentials from containers-auth.json(5)).
+//!
+//! Three kinds of artifact become a tree of files:
+//! - CNCF ModelPack (`application/vnd.cncf.model.*`, and the earlier `vnd.cnai.model.*`):
+//!   `.raw` layers are files at their `org.cncf.model.filepath` annotation; `.tar` and
+//!   `.tar+gzip` layers are unpacked at the tree's root;
+//! - Docker model artifacts (`application/vnd.docker.ai.*` layers): each layer a file, named by
+//!   `org.opencontainers.image.title` or after its media type (`model.gguf`, ...);
+//! - plain images: their tar layers unpacked in order, whiteouts applied, regular files kept.
+//!
+//! Registries on loopback (`localhost`, `127.0.0.0/8`, `[::1]`) are spoken to over plain HTTP,
+//! every other one over HTTPS.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use serde::Deserialize;
+
+use super::auth::{self, basic, encode_query, parse_challenge};
+use super::http::{body, status_error};
+use super::source::OciReference;
+use super::{agent, read_small, Blob, Compression, Content, Digest, Error, Item, Resolved, Source};
+
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+pub const MODELPACK_ARTIFACT: &str = "application/vnd.cncf.model.manifest.v1+json";
+pub const MODELPACK_CONFIG: &str = "application/vnd.cncf.model.config.v1+json";
+pub const FILEPATH_ANNOTATIONS: &[&str] = &["org.cncf.model.filepath", "org.cnai.model.filepath", "org.opencontainers.image.title"];
+
+const MANIFEST_LIMIT: u64 = 4 << 20;
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub media_type: Option<String>,
+    pub artifact_type: Option<String>,
+    pub config: Option<Descriptor>,
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
+    #[serde(default)]
+    pub manifests: Vec<Descriptor>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    pub platform: Option<Platform>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+pub struct Platform {
+    pub architecture: String,
+    pub os: String,
+}
+
+/// A connection to one repository of one registry, remembering its authorization.
+pub struct Registry {
+    agent: ureq::Agent,
+    base: String,
+    registry: String,
+    repository: String,
+    authorization: Option<String>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Registry({}/{})", self.base, self.repository)
+    }
+}
+
+pub fn is_loopback(registry: &str) -> bool {
+    let host = if let Some(rest) = registry.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        registry.split(':').next().unwrap_or("")
+    };
+    host == "localhost" || host == "::1" || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Registry {
+    pub fn new(registry: &str, repository: &str) -> Registry {
+        let scheme = if is_loopback(registry) { "http" } else { "https" };
+        Registry {
+            agent: agent(),
+            base: format!("{scheme}://{registry}/v2/{repository}"),
+            registry: registry.to_owned(),
+            repository: repository.to_owned(),
+            authorization: None,
+        }
+    }
+
+    pub fn blob_url(&self, digest: &str) -> String {
+        format!("{}/blobs/{digest}", self.base)
+    }
+
+    pub fn manifest_url(&self, reference: &str) -> String {
+        format!("{}/manifests/{reference}", self.base)
+    }
+
+    /// GET with authorization; a 401 is answered once by authenticating as the challenge asks.
+    pub fn get(&mut self, url: &str, headers: &[(&str, String)]) -> Result<ureq::http::Response<ureq::Body>, Error> {
+        for attempt in 0..2 {
+            let mut request = self.agent.get(url);
+            for (name, value) in headers {
+                request = request.header(*name, value);
+            }
+            if let Some(a) = &self.authorization {
+                request = request.header("Authorization", a);
+            }
+            let response = request.call().map_err(|e| Error::Fetch { url: url.to_owned(), message: e.to_string() })?;
+            if response.status().as_u16() == 401 && attempt == 0 {
+                let challenge = response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                self.authorization = Some(self.authenticate(&challenge, url)?);
+                continue;
+            }
+            return Ok(response);
+        }
+        Err(Error::Fetch { url: url.to_owned(), message: "HTTP 401 Unauthorized after authenticating: check the credentials in containers-auth.json(5)".into() })
+    }
+
+    fn authenticate(&self, challenge: &str, url: &str) -> Result<String, Error> {
+        let creds = auth::credentials(&self.registry, &self.repository);
+        let parsed = parse_challenge(challenge).ok_or_else(|| Error::Fetch { url: url.to_owned(), message: format!("HTTP 401 with an unreadable challenge `{challenge}`") })?;
+        match parsed.scheme.as_str() {
+            "basic" => {
+                let (user, pass) = creds.ok_or_else(|| Error::Fetch {
+                    url: url.to_owned(),
+                    message: format!("HTTP 401: {} wants a password and no auth file has one for it (`podman login {}`)", self.registry, self.registry),
+                })?;
+                Ok(basic(&user, &pass))
+            }
+            "bearer" => {
+                let realm = parsed.params.get("realm").ok_or_else(|| Error::Fetch { url: url.to_owned(), message: "bearer challenge without realm".into() })?;
+                let mut token_url = format!("{realm}?");
+                if let Some(service) = parsed.params.get("service") {
+                    token_url.push_str(&format!("service={}&", encode_query(service)));
+                }
+                let scope = parsed.params.get("scope").cloned().unwrap_or_else(|| format!("repository:{}:pull", self.repository));
+                token_url.push_str(&format!("scope={}", encode_query(&scope)));
+                let mut request = self.agent.get(&token_url);
+                if let Some((user, pass)) = &creds {
+                    request = request.header("Authorization", &basic(user, pass));
+                }
+                let mut response = request.call().map_err(|e| Error::Fetch { url: token_url.clone(), message: e.to_string() })?;
+                if response.status().as_u16() != 200 {
+                    return Err(status_error(&mut response, &token_url));
+                }
+                #[derive(Deserialize)]
+                struct Token {
+                    token: Option<String>,
+                    access_token: Option<String>,
+                }
+                let text = read_small(response.body_mut(), 1 << 20, &token_url)?;
+                let t: Token = serde_json::from_slice(&text).map_err(|e| Error::Fetch { url: token_url.clone(), message: format!("not a token: {e}") })?;
+                let token = t.token.or(t.access_token).ok_or_else(|| Error::Fetch { url: token_url, message: "no token in the answer".into() })?;
+                Ok(format!("Bearer {token}"))
+            }
+            other => Err(Error::Fetch { url: url.to_owned(), message: format!("HTTP 401 with an unsupported scheme `{other}`") }),
+        }
+    }
+
+    /// The manifest `reference` names, its bytes and their digest.
+    pub fn manifest(&mut self, reference: &str) -> Result<(Vec<u8>, Digest), Error> {
+        let url = self.manifest_url(reference);
+        let mut response = self.get(&url, &[("Accept", MANIFEST_ACCEPT.to_owned())])?;
+        if response.status().as_u16() != 200 {
+            return Err(status_error(&mut response, &url));
+        }
+        let bytes = read_small(response.body_mut(), MANIFEST_LIMIT, &url)?;
+        let digest = Digest::of(&bytes);
+        if reference.starts_with("sha256:") && reference != digest.to_string() {
+            return Err(Error::Fetch { url, message: format!("the registry sent a manifest with digest {digest}") });
+        }
+        Ok((bytes, digest))
+    }
+
+    pub fn blob(&mut self, digest: &str, offset: u64) -> Result<super::store::Body, Error> {
+        let url = self.blob_url(digest);
+        let headers: Vec<(&str, String)> = if offset > 0 { vec![("Range", format!("bytes={offset}-"))] } else { Vec::new() };
+        let response = self.get(&url, &headers)?;
+        body(response, offset, &url)
+    }
+}
+
+fn host_platform() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// Resolves an `oci://` source: its manifest (through an index, for this host's platform) and
+/// how each layer becomes files.
+pub(crate) fn resolve(source: &Source) -> Result<Resolved, Error> {
+    let Source::Oci { registry, repository, reference } = source else {
+        return Err(Error::Invalid(format!("{source} is not an oci:// source")));
+    };
+    let mut client = Registry::new(registry, repository);
+    let reference = match reference {
+        OciReference::Tag(t) => t.clone(),
+        OciReference::Digest(d) => d.to_string(),
+    };
+    let (mut bytes, mut digest) = client.manifest(&reference)?;
+    let mut manifest: Manifest = parse_manifest(&bytes, &client.manifest_url(&reference))?;
+    if !manifest.manifests.is_empty() {
+        let arch = host_platform();
+        let chosen = manifest
+            .manifests
+            .iter()
+            .find(|m| m.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == arch))
+            .or_else(|| manifest.manifests.iter().find(|m| m.platform.is_none()))
+            .ok_or_else(|| Error::Fetch { url: client.manifest_url(&reference), message: format!("the index has no manifest for linux/{arch}") })?;
+        let child = Digest::parse(&chosen.digest).map_err(Error::Invalid)?;
+        (bytes, digest) = client.manifest(&child.to_string())?;
+        manifest = parse_manifest(&bytes, &client.manifest_url(&child.to_string()))?;
+    }
+    let url = client.manifest_url(&digest.to_string());
+    let items = plan(&manifest, &|digest| client.blob_url(digest)).map_err(|why| Error::Fetch { url, message: why })?;
+    let client = Rc::new(RefCell::new(client));
+    Ok(Resolved {
+        resolved: Some(digest.to_string()),
+        items,
+        fetcher: Box::new(move |blob: &Blob, offset| {
+            let digest = blob.digest.as_ref().map(|d| d.to_string()).unwrap_or_default();
+            client.borrow_mut().blob(&digest, offset)
+        }),
+    })
+}
+
+fn parse_manifest(bytes: &[u8], url: &str) -> Result<Manifest, Error> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Fetch { url: url.to_owned(), message: format!("not an OCI manifest: {e}") })
+}
+
+/// How the layers of `manifest` become files. Every digest and path is checked here.
+pub(crate) fn plan(manifest: &Manifest, url: &dyn Fn(&str) -> String) -> Result<Vec<Item>, String> {
+    let config_type = manifest.config.as_ref().map(|c| c.media_type.as_str()).unwrap_or("");
+    let modelpack = manifest.artifact_type.as_deref().is_some_and(|t| t.contains("vnd.cncf.model.") || t.contains("vnd.cnai.model."))
+        || config_type.contains("vnd.cncf.model.")
+        || config_type.contains("vnd.cnai.model.");
+    let mut items = Vec::new();
+    for layer in &manifest.layers {
+        let digest = Digest::parse(&layer.digest).map_err(|why| format!("layer: {why}"))?;
+        let mt = layer.media_type.as_str();
+        let named = FILEPATH_ANNOTATIONS.iter().find_map(|k| layer.annotations.get(*k));
+        let path = |fallback: Option<&str>| -> Result<String, String> {
+            let p = named.map(String::as_str).or(fallback).ok_or_else(|| {
+                format!("layer {digest} ({mt}) names no file: it has no org.cncf.model.filepath or org.opencontainers.image.title annotation")
+            })?;
+            super::paths::check_relative(p).map_err(|why| format!("layer {digest}: {why}"))
+        };
+        let archive = |compression| Content::Archive { compression, whiteouts: !modelpack };
+        let content = if mt.ends_with("+zstd") || mt.ends_with(".zstd") {
+            return Err(format!("layer {digest}: {mt} (zstd) is not supported by this version; push the layer uncompressed or gzipped"));
+        } else if mt.ends_with(".tar+gzip") || mt.ends_with(".tar.gzip") || mt == "application/vnd.oci.image.layer.v1.tar+gzip" {
+            archive(Compression::Gzip)
+        } else if mt.ends_with(".tar") || mt == "application/vnd.oci.image.layer.v1.tar" {
+            archive(Compression::None)
+        } else if mt.starts_with("application/vnd.docker.ai.") {
+            let fallback = if mt.contains("gguf") {
+                "model.gguf"
+            } else if mt.contains("safetensors") {
+                "model.safetensors"
+            } else if mt.contains("license") {
+                "LICENSE"
+            } else if mt.contains("template") {
+                "template.jinja"
+            } else if mt.contains("mmproj") {
+                "model.mmproj"
+            } else {
+                return Err(format!("layer {digest}: unknown Docker model layer type {mt}"));
+            };
+            Content::File(path(Some(fallback))?)
+        } else {
+            // `.raw` ModelPack layers and any other file-like layer that names its path.
+            Content::File(path(None)?)
+        };
+        items.push(Item { blob: Blob { digest: Some(digest.clone()), size: Some(layer.size), url: url(&layer.digest) }, content });
+    }
+    if items.is_empty() {
+        return Err("the manifest has no layers: nothing to mount".into());
+    }
+    Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(json: &str) -> Manifest {
+        serde_json::from_str(json).expect("manifest")
+    }
+
+    const D: &str = "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+
+    #[test]
+    fn modelpack_layers_become_files_at_their_annotated_paths() {
+        let m = manifest(&format!(
+            r#"{{"artifactType":"{MODELPACK_ARTIFACT}","config":{{"mediaType":"{MODELPACK_CONFIG}","digest":"{D}","size":2}},
+            "layers":[{{"mediaType":"application/vnd.cncf.model.weight.v1.raw","digest":"{D}","size":3,"annotations":{{"org.cncf.model.filepath":"w/model.gguf"}}}}]}}"#
+        ));
+        let items = plan(&m, &|d| d.to_owned()).expect("plan");
+        assert!(matches!(&items[0].content, Content::File(p) if p == "w/model.gguf"));
+    }
+
+    #[test]
+    fn hostile_annotations_are_refused() {
+        for bad in ["../../etc/passwd", "/etc/passwd", "a/../../b"] {
+            let m = manifest(&format!(
+                r#"{{"layers":[{{"mediaType":"application/vnd.cncf.model.weight.v1.raw","digest":"{D}","size":3,"annotations":{{"org.cncf.model.filepath":"{bad}"}}}}]}}"#
+            ));
+            let err = plan(&m, &|d| d.to_owned()).expect_err("refused");
+            assert!(err.contains(bad), "{err}");
+        }
+        let m = manifest(r#"{"layers":[{"mediaType":"application/octet-stream","digest":"sha256:../../x","size":3}]}"#);
+        assert!(plan(&m, &|d| d.to_owned()).is_err());
+    }
+
+    #[test]
+    fn docker_model_layers_and_image_layers() {
+        let m = manifest(&format!(
+            r#"{{"config":{{"mediaType":"application/vnd.docker.ai.model.config.v0.1+json","digest":"{D}","size":2}},
+            "layers":[{{"mediaType":"application/vnd.docker.ai.gguf.v3","digest":"{D}","size":3}}]}}"#
+        ));
+        assert!(matches!(&plan(&m, &|d| d.to_owned()).expect("plan")[0].content, Content::File(p) if p == "model.gguf"));
+        let m = manifest(&format!(r#"{{"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{D}","size":3}}]}}"#));
+        assert!(matches!(plan(&m, &|d| d.to_owned()).expect("plan")[0].content, Content::Archive { compression: Compression::Gzip, whiteouts: true }));
+    }
+
+    #[test]
+    fn loopback_registries() {
+        assert!(is_loopback("127.0.0.1:5000"));
+        assert!(is_loopback("localhost"));
+        assert!(is_loopback("[::1]:5000"));
+        assert!(!is_loopback("registry.example:5000"));
+    }
+}
