@@ -76,6 +76,10 @@ fn add_nvml(topology: &mut Topology) -> (String, BTreeMap<String, Nvml>) {
     let mut extra = BTreeMap::new();
     let nvml = match nvml_wrapper::Nvml::init() {
         Ok(n) => n,
+        // The usual case on a host without the NVIDIA driver.
+        Err(nvml_wrapper::error::NvmlError::LibloadingError(_)) => {
+            return ("not used: no NVIDIA driver here (libnvidia-ml.so.1 cannot be loaded)".into(), extra)
+        }
         Err(e) => return (format!("not used: {e}"), extra),
     };
     let count = match nvml.device_count() {
