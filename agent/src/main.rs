@@ -24,6 +24,9 @@ struct Cli {
     /// instead of / (for tests).
     #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
     root: PathBuf,
+    /// Pull models at most this many bytes per second per download (default: no limit).
+    #[arg(long, value_name = "BYTES")]
+    models_limit_rate: Option<u64>,
     /// More log output: -v debug, -vv trace.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -73,7 +76,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     let server = conn.object_server();
     server.at(ROOT_PATH, ManagerObject { agent: agent.clone() }).await.map_err(|e| e.to_string())?;
     server.at(ROOT_PATH, ObjectManager).await.map_err(|e| e.to_string())?;
-    let models = Arc::new(Models::new(conn.clone(), Host { root: cli.root.clone() }));
+    let models = Arc::new(Models::new(conn.clone(), Host { root: cli.root.clone() }, cli.models_limit_rate));
     server.at(MODELS_PATH, ModelsObject { models }).await.map_err(|e| e.to_string())?;
 
     let reply = conn.request_name_with_flags(BUS_NAME, RequestNameFlags::DoNotQueue.into()).await.map_err(|e| {

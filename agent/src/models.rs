@@ -178,6 +178,8 @@ impl Tally {
 pub struct Models {
     conn: Connection,
     host: Host,
+    /// At most this many bytes per second per download.
+    limit_rate: Option<u64>,
     next: AtomicU64,
     /// Running pulls: canonical source -> job path.
     running: tokio::sync::Mutex<HashMap<String, OwnedObjectPath>>,
@@ -188,7 +190,7 @@ fn failed(e: impl std::fmt::Display) -> Error {
 }
 
 fn parse(text: &str) -> Result<Source, Error> {
-    Source::parse(text, None).map_err(|why| Error::InvalidArgs(format!("`{text}` is not a model source: {why}")))
+    Source::parse(text, None).map_err(|why| Error::InvalidArgs(format!("not a model source: {why}")))
 }
 
 fn path(text: &str) -> Result<OwnedObjectPath, Error> {
@@ -228,8 +230,8 @@ async fn with_store<T: Send + 'static>(root: PathBuf, f: impl FnOnce(&Store) -> 
 }
 
 impl Models {
-    pub fn new(conn: Connection, host: Host) -> Models {
-        Models { conn, host, next: AtomicU64::new(1), running: tokio::sync::Mutex::new(HashMap::new()) }
+    pub fn new(conn: Connection, host: Host, limit_rate: Option<u64>) -> Models {
+        Models { conn, host, limit_rate, next: AtomicU64::new(1), running: tokio::sync::Mutex::new(HashMap::new()) }
     }
 
     /// Starts pulling `source` (pinned, as a pull by hand), or returns the job that already does.
@@ -257,11 +259,12 @@ impl Models {
     async fn run(self: Arc<Self>, source: Source, job: OwnedObjectPath, iface: InterfaceRef<JobObject>) {
         let canonical = source.canonical();
         let root = self.host.models_root();
+        let limit_rate = self.limit_rate;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         // The fetcher is not Send: everything the pull needs is made on its thread.
         let task = tokio::task::spawn_blocking(move || {
             let store = Store::open(&root)?;
-            let options = PullOptions { pin: true, ..PullOptions::default() };
+            let options = PullOptions { pin: true, limit_rate, ..PullOptions::default() };
             models::pull(&store, &source, &options, &mut |event| {
                 let _ = tx.send(event);
             })
@@ -270,7 +273,8 @@ impl Models {
         let mut shown = Instant::now();
         while let Some(event) = rx.recv().await {
             tally.apply(&event);
-            if shown.elapsed() >= THROTTLE {
+            // The total at once; the bytes at most every THROTTLE.
+            if matches!(event, Event::Resolved { .. }) || shown.elapsed() >= THROTTLE {
                 if let Err(e) = iface.get().await.show(tally.progress(), iface.signal_emitter()).await {
                     log::warn!("cannot signal the progress of {job}: {e}");
                 }
@@ -333,12 +337,17 @@ pub struct ModelsObject {
 /// org.aicontainers.manage-models.
 #[interface(name = "org.aicontainers.Models1")]
 impl ModelsObject {
-    /// Pulls SOURCE (oci://, hf://, file://) into the cache, pinned; returns the job that does it
-    /// (the running one when SOURCE is being pulled already).
+    /// Pulls SOURCE (oci://, hf://; file:// for root only) into the cache, pinned; returns the
+    /// job that does it (the running one when SOURCE is being pulled already).
     #[zbus(out_args("job"))]
     async fn pull(&self, #[zbus(connection)] conn: &Connection, #[zbus(header)] header: Header<'_>, source: String) -> Result<OwnedObjectPath, Error> {
         let parsed = parse(&source)?;
         let uid = auth::authorize(conn, &header, ACTION_MANAGE_MODELS, &format!("pull {}", parsed.canonical())).await?;
+        // The agent reads any file as root: a file:// source would let a model manager copy
+        // files they cannot read into the world-readable cache.
+        if uid != 0 && matches!(parsed, Source::File { .. }) {
+            return Err(Error::AccessDenied(format!("UID {uid} may not pull {parsed}: file:// sources are pulled by root only")));
+        }
         self.models.pull(parsed, uid).await
     }
 
