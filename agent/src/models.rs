@@ -322,10 +322,6 @@ impl Models {
 /// (seconds since the epoch), pinned.
 pub type ModelRow = (String, String, String, u64, u32, u64, bool);
 
-/// One model in detail, as `Inspect` returns it: source, tree, resolved, path, unit, size,
-/// pinned, files (path, digest, size).
-pub type ModelDetail = (String, String, String, String, String, u64, bool, Vec<(String, String, u64)>);
-
 /// The object of the model cache.
 #[derive(Debug)]
 pub struct ModelsObject {
@@ -370,7 +366,8 @@ impl ModelsObject {
 
     /// One model: where it came from, what it resolved to, where units mount it, its files.
     #[zbus(out_args("source", "tree", "resolved", "path", "unit", "size", "pinned", "files"))]
-    async fn inspect(&self, source: String) -> Result<ModelDetail, Error> {
+    #[allow(clippy::type_complexity)]
+    async fn inspect(&self, source: String) -> Result<(String, String, String, String, String, u64, bool, Vec<(String, String, u64)>), Error> {
         let parsed = parse(&source)?;
         let root = self.models.host.models_root();
         with_store(root, move |store| {
