@@ -367,8 +367,15 @@ async fn follow_pull(conn: &Connection, source: &str, json: bool) -> Result<Exit
             }
             break;
         }
-        let Some(signal) = changes.next().await else {
-            return Err(format!("lost {job} of aicontainersd before it finished"));
+        // Quiet for a while (a slow source, or the agent went away): read the job again.
+        let signal = match tokio::time::timeout(Duration::from_secs(30), changes.next()).await {
+            Ok(Some(signal)) => signal,
+            Ok(None) => return Err(format!("lost {job} of aicontainersd before it finished")),
+            Err(_) => {
+                let iface = zbus::names::InterfaceName::try_from(JOB_INTERFACE).map_err(|e| e.to_string())?;
+                now = props.get_all(iface).await.map_err(|e| format!("lost {job} of aicontainersd before it finished: {}", explain_fdo(e)))?;
+                continue;
+            }
         };
         let Ok(args) = signal.args() else { continue };
         for (key, value) in args.changed_properties() {
