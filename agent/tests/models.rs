@@ -334,3 +334,28 @@ async fn aictl_model_pull_goes_through_the_agent() {
     assert_eq!(got.status.code(), Some(1), "{text}");
     assert!(text.contains("permission denied") && text.contains("polkit is not running"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aictl_model_pull_direct_does_not_use_the_agent() {
+    need_root!();
+    let Some(reg) = Registry::start() else { return };
+    let data = weights(64 << 10, 4);
+    reg.push_modelpack("models/direct", "v1", &[("model.gguf", &data)]);
+    let source = format!("oci://{}/models/direct:v1", reg.addr);
+    let rig = Rig::start(Polkit::Absent).await;
+    let aictl = aictl().display().to_string();
+    let store = rig.dir.path().join("own-store");
+    let env_store = format!("AICONTAINERS_MODELS_DIR={}", store.display());
+    // With the agent on the bus: --direct (and a store of one's own) pulls in aictl itself.
+    let got = rig.as_root("env", &[&env_store, &aictl, "model", "pull", "--direct", &source]).await;
+    let text = said(&got);
+    assert!(got.status.success(), "{text}");
+    assert!(text.contains(&format!("{source}: ready at {}", store.display())) && !text.contains("aicontainersd job"), "{text}");
+    assert!(!rig.log().contains("pull oci://"), "the agent pulled: {}", rig.log());
+    let models = models(&rig).await;
+    let listed: Vec<Row> = models.call("List", &()).await.unwrap();
+    assert!(listed.is_empty(), "{listed:?}");
+    // The model unit pulls directly too, so that models work without the agent.
+    let unit = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../units/aicontainers-model@.service")).unwrap();
+    assert!(unit.lines().any(|l| l == "ExecStart=@AICTL@ model pull --unit --direct %I"), "{unit}");
+}
