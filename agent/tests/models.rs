@@ -190,9 +190,9 @@ async fn two_pulls_of_one_source_share_one_job() {
     let data = weights(12 << 20, 2);
     reg.push_modelpack("models/big", "v1", &[("model.gguf", &data)]);
     let source = format!("oci://{}/models/big:v1", reg.addr);
-    // About a second per pull, as a large model over a slow link.
+    // About two seconds per pull, as a large model over a slow link.
     let mut rig = Rig::without_agent(Polkit::Absent).await;
-    rig.agent_args = vec!["--models-limit-rate".into(), (12u64 << 20).to_string()];
+    rig.agent_args = vec!["--models-limit-rate".into(), (6u64 << 20).to_string()];
     rig.start_agent().await;
     let mut signals = job_signals(&rig).await;
     let models = models(&rig).await;
