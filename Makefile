@@ -54,7 +54,8 @@ install: build
 	install -Dm644 agent/data/org.aicontainers.Agent1.conf $(DESTDIR)$(DBUSSYSTEMDIR)/org.aicontainers.Agent1.conf
 	install -Dm644 agent/data/org.aicontainers.policy $(DESTDIR)$(POLKITDIR)/actions/org.aicontainers.policy
 	install -Dm644 agent/data/50-aicontainers.rules $(DESTDIR)$(POLKITDIR)/rules.d/50-aicontainers.rules
-	install -Dm644 -t $(DESTDIR)$(DBUSIFACEDIR) agent/interfaces/org.aicontainers.Manager1.xml agent/interfaces/org.aicontainers.Service1.xml
+	install -Dm644 -t $(DESTDIR)$(DBUSIFACEDIR) agent/interfaces/org.aicontainers.Manager1.xml agent/interfaces/org.aicontainers.Service1.xml \
+	  agent/interfaces/org.aicontainers.Models1.xml agent/interfaces/org.aicontainers.Job1.xml
 	install -Dm644 man/aicontainersd.8 $(DESTDIR)$(MANDIR)/man8/aicontainersd.8
 	install -dm755 $(DESTDIR)$(DATADIR)/bash-completion/completions $(DESTDIR)$(DATADIR)/zsh/vendor-completions \
 	               $(DESTDIR)$(DATADIR)/fish/vendor_completions.d
@@ -71,6 +72,7 @@ uninstall:
 	      $(DESTDIR)$(SYSUSERSDIR)/aicontainers.conf $(DESTDIR)$(DBUSSYSTEMDIR)/org.aicontainers.Agent1.conf \
 	      $(DESTDIR)$(POLKITDIR)/actions/org.aicontainers.policy $(DESTDIR)$(POLKITDIR)/rules.d/50-aicontainers.rules \
 	      $(DESTDIR)$(DBUSIFACEDIR)/org.aicontainers.Manager1.xml $(DESTDIR)$(DBUSIFACEDIR)/org.aicontainers.Service1.xml \
+	      $(DESTDIR)$(DBUSIFACEDIR)/org.aicontainers.Models1.xml $(DESTDIR)$(DBUSIFACEDIR)/org.aicontainers.Job1.xml \
 	      $(DESTDIR)$(MANDIR)/man8/aicontainersd.8 $(DESTDIR)$(DATADIR)/bash-completion/completions/aictl \
 	      $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_aictl $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/aictl.fish
 	rm -rf $(DESTDIR)$(DOCDIR)

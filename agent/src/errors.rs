@@ -13,6 +13,8 @@ pub enum Error {
     NotFound(String),
     /// The caller may not do this: not root, and polkit did not authorize it (or is not running).
     AccessDenied(String),
-    /// systemd refused the request, or its job did not finish with `done`.
+    /// An argument is malformed (a model source that cannot be parsed, ...).
+    InvalidArgs(String),
+    /// systemd refused the request, its job did not finish with `done`, or the model cache failed.
     Failed(String),
 }

@@ -8,15 +8,18 @@
 //! |-------------------------------------------|-----------------------------|
 //! | `/org/aicontainers/Agent1`                | `org.aicontainers.Manager1`, `org.freedesktop.DBus.ObjectManager` |
 //! | `/org/aicontainers/Agent1/service/<name>` | `org.aicontainers.Service1` |
+//! | `/org/aicontainers/Agent1/models`         | `org.aicontainers.Models1`  |
+//! | `/org/aicontainers/Agent1/job/<n>`        | `org.aicontainers.Job1`     |
 //!
 //! Later kinds of objects get their own subtree and interface in the same scheme
-//! (`/org/aicontainers/Agent1/model/<name>` with `org.aicontainers.Model1`, `.../preflight`,
-//! `.../scan/<id>`, `.../sandbox/<id>`): see `docs/agent.md`.
+//! (`.../preflight`, `.../scan/<id>`, `.../sandbox/<id>`; long work as `Job1` objects): see
+//! `docs/agent.md`.
 
 pub mod auth;
 pub mod errors;
 pub mod logging;
 pub mod manager;
+pub mod models;
 pub mod names;
 pub mod notify;
 pub mod placement;

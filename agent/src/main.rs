@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use aicontainers_agent::manager::{Agent, Host, ManagerObject};
-use aicontainers_agent::names::{BUS_NAME, ROOT_PATH};
+use aicontainers_agent::models::{Models, ModelsObject};
+use aicontainers_agent::names::{BUS_NAME, MODELS_PATH, ROOT_PATH};
 use aicontainers_agent::notify;
 use aicontainers_agent::service::Context;
 use aicontainers_agent::systemd::{self, SystemdProxy};
@@ -19,9 +20,13 @@ struct Cli {
     /// Connect to this bus instead of the system bus (also: $DBUS_SYSTEM_BUS_ADDRESS).
     #[arg(long, value_name = "ADDRESS")]
     bus_address: Option<String>,
-    /// Read the service files and /etc/subuid below this directory instead of / (for tests).
+    /// Read the service files and /etc/subuid, and keep the model cache, below this directory
+    /// instead of / (for tests).
     #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
     root: PathBuf,
+    /// Pull models at most this many bytes per second per download (default: no limit).
+    #[arg(long, value_name = "BYTES")]
+    models_limit_rate: Option<u64>,
     /// More log output: -v debug, -vv trace.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -37,7 +42,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // A model pull still running on a blocking thread is left behind (the next pull resumes it)
+    // rather than waited for: stopping must not take as long as a download.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
@@ -71,6 +80,8 @@ async fn run(cli: Cli) -> Result<(), String> {
     let server = conn.object_server();
     server.at(ROOT_PATH, ManagerObject { agent: agent.clone() }).await.map_err(|e| e.to_string())?;
     server.at(ROOT_PATH, ObjectManager).await.map_err(|e| e.to_string())?;
+    let models = Arc::new(Models::new(conn.clone(), Host { root: cli.root.clone() }, cli.models_limit_rate));
+    server.at(MODELS_PATH, ModelsObject { models }).await.map_err(|e| e.to_string())?;
 
     let reply = conn.request_name_with_flags(BUS_NAME, RequestNameFlags::DoNotQueue.into()).await.map_err(|e| {
         format!("cannot own {BUS_NAME} (only root may; see /usr/share/dbus-1/system.d/{BUS_NAME}.conf): {}", systemd::describe(&e))

@@ -32,6 +32,11 @@ impl Host {
         self.root.join(absolute.trim_start_matches('/'))
     }
 
+    /// The model cache: `$AICONTAINERS_MODELS_DIR` or /var/lib/aicontainers/models, below the root.
+    pub fn models_root(&self) -> PathBuf {
+        self.path(&aicontainers::models::Store::system_root().to_string_lossy())
+    }
+
     /// The service directories, lowest priority first.
     pub fn dirs(&self) -> Vec<PathBuf> {
         SYSTEM_DIRS.iter().map(|d| self.path(d)).collect()

@@ -14,6 +14,21 @@ pub const SERVICE_PATH_PREFIX: &str = "/org/aicontainers/Agent1/service";
 pub const ERROR_PREFIX: &str = "org.aicontainers.Error";
 /// The polkit action that covers every call that starts, stops or reloads services.
 pub const ACTION_MANAGE_SERVICES: &str = "org.aicontainers.manage-services";
+/// The model cache's object: `Models1`.
+pub const MODELS_PATH: &str = "/org/aicontainers/Agent1/models";
+/// The interface of the model cache's object.
+pub const MODELS_INTERFACE: &str = "org.aicontainers.Models1";
+/// The interface of each job object (a model pull).
+pub const JOB_INTERFACE: &str = "org.aicontainers.Job1";
+/// Job objects live below this path, numbered from 1 for the life of the agent.
+pub const JOB_PATH_PREFIX: &str = "/org/aicontainers/Agent1/job";
+/// The polkit action that covers pulling, removing and collecting models.
+pub const ACTION_MANAGE_MODELS: &str = "org.aicontainers.manage-models";
+
+/// The object path of job `n`.
+pub fn job_path(n: u64) -> String {
+    format!("{JOB_PATH_PREFIX}/{n}")
+}
 
 /// The object path of the service `name`: `/org/aicontainers/Agent1/service/<escaped name>`.
 pub fn service_path(name: &str) -> String {

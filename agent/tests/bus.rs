@@ -8,7 +8,7 @@ mod support;
 
 use std::collections::HashMap;
 
-use aicontainers_agent::names::{service_path, BUS_NAME, MANAGER_INTERFACE, ROOT_PATH, SERVICE_INTERFACE};
+use aicontainers_agent::names::{service_path, BUS_NAME, JOB_INTERFACE, MANAGER_INTERFACE, MODELS_INTERFACE, MODELS_PATH, ROOT_PATH, SERVICE_INTERFACE};
 use futures_util::StreamExt;
 use support::*;
 use zbus::fdo::{ObjectManagerProxy, PropertiesProxy};
@@ -279,7 +279,17 @@ async fn only_root_may_own_the_name() {
 async fn introspection_matches_the_installed_xml() {
     need_root!();
     let rig = Rig::start(Polkit::Absent).await;
-    for (path, interface) in [(ROOT_PATH.to_owned(), MANAGER_INTERFACE), (service_path("web"), SERVICE_INTERFACE)] {
+    // A job to look at: root pulls a file of this host.
+    let file = rig.dir.path().join("weights.bin");
+    std::fs::write(&file, b"weights").unwrap();
+    let models = zbus::Proxy::new(&rig.client, BUS_NAME, MODELS_PATH, MODELS_INTERFACE).await.unwrap();
+    let job: OwnedObjectPath = models.call("Pull", &(format!("file://{}", file.display()),)).await.unwrap();
+    for (path, interface) in [
+        (ROOT_PATH.to_owned(), MANAGER_INTERFACE),
+        (service_path("web"), SERVICE_INTERFACE),
+        (MODELS_PATH.to_owned(), MODELS_INTERFACE),
+        (job.to_string(), JOB_INTERFACE),
+    ] {
         let proxy = zbus::fdo::IntrospectableProxy::builder(&rig.client)
             .destination(BUS_NAME)
             .unwrap()

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use aicontainers_agent::names::{BUS_NAME, MANAGER_INTERFACE, ROOT_PATH, SERVICE_INTERFACE};
+use aicontainers_agent::names::{BUS_NAME, JOB_INTERFACE, MANAGER_INTERFACE, MODELS_INTERFACE, MODELS_PATH, ROOT_PATH, SERVICE_INTERFACE};
 use clap::Subcommand;
 use serde::Serialize;
 use zbus::fdo::ObjectManagerProxy;
@@ -295,4 +295,105 @@ impl Drop for TtyAgent {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `aictl model pull SOURCE` through aicontainersd: it creates a job, and this follows the job's
+/// `PropertiesChanged` for the progress line (or `--json` events) until it ends. `None` when the
+/// agent is not on the system bus: the caller then pulls in this process.
+pub fn model_pull(source: &str, json: bool) -> Option<Result<ExitCode, String>> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    runtime.block_on(async move {
+        let conn = connect(ACT_TIMEOUT).await.ok()?;
+        let dbus = zbus::fdo::DBusProxy::new(&conn).await.ok()?;
+        let name = zbus::names::BusName::try_from(BUS_NAME).ok()?;
+        if !dbus.name_has_owner(name).await.ok()? {
+            return None;
+        }
+        // Like systemctl: a user at a terminal may be asked for a password by polkit.
+        let _agent = TtyAgent::start();
+        Some(follow_pull(&conn, source, json).await)
+    })
+}
+
+async fn follow_pull(conn: &Connection, source: &str, json: bool) -> Result<ExitCode, String> {
+    use futures_util::StreamExt;
+    use std::io::{IsTerminal, Write};
+    let models = proxy(conn, MODELS_PATH, MODELS_INTERFACE).await?;
+    let job: OwnedObjectPath = models
+        .call_with_flags("Pull", MethodFlags::AllowInteractiveAuth.into(), &(source,))
+        .await
+        .map_err(explain)?
+        .ok_or("aicontainersd answered Pull without a job")?;
+    let props = zbus::fdo::PropertiesProxy::builder(conn)
+        .destination(BUS_NAME)
+        .and_then(|b| b.path(job.as_str()))
+        .map_err(|e| e.to_string())?
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .map_err(explain)?;
+    // Listen first, then read: no change can fall in between.
+    let mut changes = props.receive_properties_changed().await.map_err(explain)?;
+    let iface = zbus::names::InterfaceName::try_from(JOB_INTERFACE).map_err(|e| e.to_string())?;
+    let mut now = props.get_all(iface).await.map_err(explain_fdo)?;
+    let terminal = std::io::stderr().is_terminal() && !json;
+    let mut shown = (String::new(), u64::MAX);
+    let mut last_line = std::time::Instant::now();
+    loop {
+        let state = take::<String>(&now, "State").unwrap_or_default();
+        let done = take::<u64>(&now, "BytesDone").unwrap_or_default();
+        let total = take::<u64>(&now, "BytesTotal").unwrap_or_default();
+        if (state.clone(), done) != shown {
+            if json {
+                out!("{}", serde_json::json!({ "event": "progress", "job": job.as_str(), "state": state, "bytes_done": done, "bytes_total": total }));
+            } else if state == "running" && total > 0 {
+                let line = format!("{source}: {} / {} {:>3}%", crate::model::human(done), crate::model::human(total), done * 100 / total);
+                if terminal {
+                    eprint!("\r\x1b[K{line}");
+                    let _ = std::io::stderr().flush();
+                } else if last_line.elapsed() >= Duration::from_secs(10) {
+                    eprintln!("{line}");
+                    last_line = std::time::Instant::now();
+                }
+            }
+            shown = (state.clone(), done);
+        }
+        if state == "done" || state == "failed" {
+            if terminal {
+                eprint!("\r\x1b[K");
+            }
+            if state == "failed" {
+                return Err(take::<String>(&now, "Error").unwrap_or_else(|| format!("{job} failed")));
+            }
+            break;
+        }
+        // Quiet for a while (a slow source, or the agent went away): read the job again.
+        let signal = match tokio::time::timeout(Duration::from_secs(30), changes.next()).await {
+            Ok(Some(signal)) => signal,
+            Ok(None) => return Err(format!("lost {job} of aicontainersd before it finished")),
+            Err(_) => {
+                let iface = zbus::names::InterfaceName::try_from(JOB_INTERFACE).map_err(|e| e.to_string())?;
+                now = props.get_all(iface).await.map_err(|e| format!("lost {job} of aicontainersd before it finished: {}", explain_fdo(e)))?;
+                continue;
+            }
+        };
+        let Ok(args) = signal.args() else { continue };
+        for (key, value) in args.changed_properties() {
+            if let Ok(v) = OwnedValue::try_from(value) {
+                now.insert((*key).to_owned(), v);
+            }
+        }
+    }
+    type Detail = (String, String, String, String, String, u64, bool, Vec<(String, String, u64)>);
+    let (_, _, _, path, _, size, _, files): Detail = models.call("Inspect", &(source,)).await.map_err(explain)?;
+    if json {
+        out!(
+            "{}",
+            serde_json::json!({ "event": "done", "job": job.as_str(), "state": "done", "source": source, "path": path, "files": files.len(), "size": size,
+                "bytes_done": take::<u64>(&now, "BytesDone"), "bytes_total": take::<u64>(&now, "BytesTotal") })
+        );
+    } else {
+        out!("{source}: ready at {path} ({}, {}) (aicontainersd job {job})", crate::model::files(files.len()), crate::model::human(size));
+    }
+    Ok(ExitCode::SUCCESS)
 }

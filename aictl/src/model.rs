@@ -39,6 +39,11 @@ pub enum ModelCommand {
         /// Print progress events and the result as JSON lines.
         #[arg(long)]
         json: bool,
+        /// Pull in this process rather than through aicontainersd (what --unit, --sha256,
+        /// --no-pin, --limit-rate, --quota, file:// sources and $AICONTAINERS_MODELS_DIR imply,
+        /// and what happens when the agent is not running).
+        #[arg(long)]
+        direct: bool,
     },
     /// List the models in the cache.
     Ls {
@@ -104,8 +109,17 @@ fn parse(text: &str, sha256: Option<&str>) -> Result<Source, String> {
 
 pub fn run(command: ModelCommand) -> Result<ExitCode, String> {
     match command {
-        ModelCommand::Pull { source, sha256, unit, no_pin, limit_rate, quota, json } => {
+        ModelCommand::Pull { source, sha256, unit, no_pin, limit_rate, quota, json, direct } => {
             let source = parse(&source, sha256.as_deref())?;
+            // The agent pulls by hand's defaults into the system store; anything else is done here.
+            let own_store = std::env::var_os("AICONTAINERS_MODELS_DIR").is_some_and(|v| !v.is_empty());
+            let own_quota = std::env::var_os("AICONTAINERS_MODELS_QUOTA").is_some_and(|v| !v.is_empty());
+            let plain = !(direct || unit || no_pin || own_store || own_quota) && sha256.is_none() && limit_rate.is_none() && quota.is_none();
+            if plain && !matches!(source, Source::File { .. }) {
+                if let Some(done) = crate::live::model_pull(&source.canonical(), json) {
+                    return done;
+                }
+            }
             let quota = match quota {
                 Some(q) => Some(q),
                 None => match std::env::var("AICONTAINERS_MODELS_QUOTA") {
@@ -138,7 +152,7 @@ pub fn run(command: ModelCommand) -> Result<ExitCode, String> {
     }
 }
 
-fn human(bytes: u64) -> String {
+pub(crate) fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -153,7 +167,7 @@ fn human(bytes: u64) -> String {
     }
 }
 
-fn files(n: usize) -> String {
+pub(crate) fn files(n: usize) -> String {
     if n == 1 {
         "1 file".to_owned()
     } else {

@@ -206,6 +206,8 @@ pub struct Rig {
     pub polkit: Option<Connection>,
     pub checks: Checks,
     pub client: Connection,
+    /// More arguments for the agent, from the next start on.
+    pub agent_args: Vec<String>,
 }
 
 impl Drop for Rig {
@@ -332,7 +334,7 @@ impl Rig {
         };
         let client = zbus::connection::Builder::address(address.as_str()).unwrap().build().await.unwrap();
         let agent_log = dir.path().join("agent.log");
-        Rig { dir, root, address, socket, dbus, agent: None, notify: None, agent_log, systemd, calls, polkit, checks, client }
+        Rig { dir, root, address, socket, dbus, agent: None, notify: None, agent_log, systemd, calls, polkit, checks, client, agent_args: Vec::new() }
     }
 
     /// Runs the agent and waits for its READY=1 on a notify socket of the test's own.
@@ -353,7 +355,7 @@ impl Rig {
         notify.set_read_timeout(Some(GUARD)).unwrap();
         let log = std::fs::File::create(&self.agent_log).unwrap();
         let mut agent = Command::new(env!("CARGO_BIN_EXE_aicontainersd"));
-        agent.args(["--bus-address", &self.address, "--root"]).arg(&self.root).arg("-v").env("NOTIFY_SOCKET", &notify_path).stderr(log);
+        agent.args(["--bus-address", &self.address, "--root"]).arg(&self.root).arg("-v").args(&self.agent_args).env("NOTIFY_SOCKET", &notify_path).stderr(log);
         // GPUs are placed against a real H200 host captured by tests/device/gpu-probe (this
         // machine has none), with no CDI spec and no recorded holds of this machine.
         let h200 = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/h200/host-topology.xml");
