@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use aicontainers::models::{self, Event, PullOptions, Source, Store};
-use aicontainers::source;
 use zbus::message::Header;
 use zbus::object_server::{InterfaceRef, SignalEmitter};
 use zbus::zvariant::{ObjectPath, OwnedObjectPath};
@@ -200,15 +199,7 @@ fn path(text: &str) -> Result<OwnedObjectPath, Error> {
 /// The sources the service files name. A file whose `[[model]]` cannot be read makes this
 /// fail: what it names is unknown.
 fn in_use(dirs: &[PathBuf]) -> Result<BTreeSet<String>, String> {
-    let found = source::discover(dirs);
-    let mut keep = BTreeSet::new();
-    let mut unreadable = Vec::new();
-    for files in &found.services {
-        match source::models(files) {
-            Ok(models) => keep.extend(models.iter().map(|m| m.source.canonical())),
-            Err(diags) => unreadable.extend(diags.iter().map(|d| d.to_string())),
-        }
-    }
+    let (keep, unreadable) = aicontainers::models::named_by_services(dirs);
     if unreadable.is_empty() {
         Ok(keep)
     } else {

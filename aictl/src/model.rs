@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use aicontainers::models::{self, Event, PullOptions, Source, Store};
-use aicontainers::source::{self, SYSTEM_DIRS};
+use aicontainers::source::SYSTEM_DIRS;
 use clap::Subcommand;
 
 #[derive(Subcommand, Debug)]
@@ -288,16 +288,7 @@ fn inspect(source: &Source, json: bool) -> Result<ExitCode, String> {
 /// wrong, stops `gc` unless `force`.
 fn in_use(dirs: &[PathBuf], force: bool) -> Result<BTreeSet<String>, String> {
     let dirs: Vec<PathBuf> = if dirs.is_empty() { SYSTEM_DIRS.iter().map(PathBuf::from).collect() } else { dirs.to_vec() };
-    let found = source::discover(&dirs);
-    let mut keep = BTreeSet::new();
-    let mut unreadable = Vec::new();
-    for files in &found.services {
-        // A service with mistakes elsewhere still names its models.
-        match source::models(files) {
-            Ok(models) => keep.extend(models.iter().map(|m| m.source.canonical())),
-            Err(diags) => unreadable.extend(diags.iter().map(|d| d.to_string())),
-        }
-    }
+    let (keep, unreadable) = aicontainers::models::named_by_services(&dirs);
     if !unreadable.is_empty() && !force {
         return Err(format!(
             "not collecting: these service files cannot be read, so the models they name are unknown (fix them, or --force):\n  {}",

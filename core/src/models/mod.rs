@@ -345,3 +345,19 @@ pub(crate) fn read_small(body: &mut ureq::Body, limit: u64, url: &str) -> Result
     }
     Ok(out)
 }
+
+/// The model sources the service files in `dirs` name (what `gc` keeps), and the diagnostics of
+/// files whose `[[model]]` sections cannot be read (what they name is then unknown). A service
+/// with mistakes elsewhere still names its models.
+pub fn named_by_services<P: AsRef<std::path::Path>>(dirs: &[P]) -> (BTreeSet<String>, Vec<String>) {
+    let found = crate::source::discover(dirs);
+    let mut keep = BTreeSet::new();
+    let mut unreadable = Vec::new();
+    for files in &found.services {
+        match crate::source::models(files) {
+            Ok(models) => keep.extend(models.iter().map(|m| m.source.canonical())),
+            Err(diags) => unreadable.extend(diags.iter().map(|d| d.to_string())),
+        }
+    }
+    (keep, unreadable)
+}
