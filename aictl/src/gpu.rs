@@ -277,33 +277,10 @@ pub fn release(path: &Path, name: &str) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Changes the claims file under its lock. A file that cannot be read is kept aside as
-/// `gpu-claims.json.bad` (and said so) rather than silently lost.
+/// Changes the claims file ([`Claims::update`]), saying so when a broken one was kept aside.
 fn update_claims(path: &Path, change: impl FnOnce(&mut Claims)) -> Result<ExitCode, String> {
-    use std::io::Write as _;
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let lock_path = dir.join(".gpu-claims.lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| format!("{}: cannot lock: {e}", lock_path.display()))?;
-    let (mut claims, problem) = Claims::read(path);
-    if let Some(problem) = problem {
-        let bad = path.with_extension("json.bad");
-        let _ = std::fs::rename(path, &bad);
-        eprintln!("aictl: {problem}; kept as {} and started afresh", bad.display());
+    if let Some(warning) = Claims::update(path, change)? {
+        eprintln!("aictl: {warning}");
     }
-    claims.version = 1;
-    change(&mut claims);
-    let text = serde_json::to_string_pretty(&claims).map_err(|e| e.to_string())? + "\n";
-    let tmp = dir.join(".gpu-claims.json.tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(ExitCode::SUCCESS)
 }

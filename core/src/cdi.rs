@@ -65,22 +65,11 @@ pub struct NodeMap {
 }
 
 impl NodeMap {
-    /// The live host's view: minors from the NVIDIA driver, DRM from sysfs.
-    pub fn live() -> NodeMap {
-        let mut map = NodeMap { drm_class: Some(PathBuf::from("/sys/class/drm")), ..NodeMap::default() };
-        if let Ok(entries) = std::fs::read_dir("/proc/driver/nvidia/gpus") {
-            for entry in entries.flatten() {
-                let Ok(text) = std::fs::read_to_string(entry.path().join("information")) else { continue };
-                let minor = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Device Minor:"))
-                    .and_then(|m| m.trim().parse::<u32>().ok());
-                if let Some(minor) = minor {
-                    map.nvidia_minor.insert(minor, entry.file_name().to_string_lossy().to_lowercase());
-                }
-            }
-        }
-        map
+    /// The live host's view: minors from the NVIDIA driver (read once by the caller, see
+    /// [`crate::topology::driver_gpus`]), DRM from sysfs.
+    pub fn live(driver: &[crate::topology::DriverGpu]) -> NodeMap {
+        let nvidia_minor = driver.iter().filter_map(|g| g.minor.map(|m| (m, g.pci.clone()))).collect();
+        NodeMap { nvidia_minor, drm_class: Some(PathBuf::from("/sys/class/drm")) }
     }
 
     fn pci_of_node(&self, path: &str) -> Option<String> {

@@ -219,24 +219,19 @@ impl HostGpus {
         Topology::for_host(self.topology_xml.as_deref(), &self.cdi_dirs)
     }
 
-    /// Places the GPUs of `loaded`; returns warnings worth logging.
+    /// Places the GPUs of `loaded`; returns warnings worth logging. Reads nothing (claims,
+    /// CDI specs, hwloc) when no service asks for GPUs.
     pub fn place(&self, loaded: &mut Loaded) -> Vec<String> {
-        let (claims, mut warnings) = {
-            let (c, w) = Claims::read(&self.claims);
-            (c, w.into_iter().collect::<Vec<_>>())
-        };
-        let mut topo_warnings = Vec::new();
-        place(
-            loaded,
-            || {
-                self.topology().map(|(t, w)| {
-                    topo_warnings = w;
-                    t
-                })
-            },
-            &claims,
-        );
-        warnings.extend(topo_warnings);
+        if !loaded.services.iter().any(|(s, _)| s.gpu.is_some()) {
+            return Vec::new();
+        }
+        let (claims, claims_problem) = Claims::read(&self.claims);
+        let mut warnings: Vec<String> = claims_problem.into_iter().collect();
+        let topology = self.topology().map(|(t, w)| {
+            warnings.extend(w);
+            t
+        });
+        place(loaded, || topology, &claims);
         warnings
     }
 }

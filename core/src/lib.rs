@@ -8,6 +8,7 @@ pub mod account;
 pub mod cdi;
 pub mod diag;
 pub mod doc;
+pub mod fsutil;
 pub mod generate;
 pub mod models;
 pub mod quadlet;

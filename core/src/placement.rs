@@ -87,6 +87,31 @@ impl Claims {
     }
 }
 
+impl Claims {
+    /// Changes the claims file under an exclusive lock (`.gpu-claims.lock` beside it), so two
+    /// units starting at once do not lose each other's entries, and writes it durably. A file
+    /// that cannot be read is kept aside as `NAME.bad` rather than lost; the returned warning
+    /// says so.
+    pub fn update(path: &Path, change: impl FnOnce(&mut Claims)) -> Result<Option<String>, String> {
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let lock_path = dir.join(".gpu-claims.lock");
+        let _lock = crate::fsutil::lock(&lock_path, nix::fcntl::FlockArg::LockExclusive, 0o644)
+            .map_err(|e| format!("{}: cannot lock: {e}", lock_path.display()))?;
+        let (mut claims, problem) = Claims::read(path);
+        let warning = problem.map(|problem| {
+            let bad = path.with_extension("json.bad");
+            let _ = std::fs::rename(path, &bad);
+            format!("{problem}; kept as {} and started afresh", bad.display())
+        });
+        claims.version = 1;
+        change(&mut claims);
+        let text = serde_json::to_string_pretty(&claims).map_err(|e| e.to_string())? + "\n";
+        crate::fsutil::write_durable(path, text.as_bytes(), 0o644).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(warning)
+    }
+}
+
 /// What must stay the same for a recorded hold to be kept.
 pub fn fingerprint(request: &Request) -> String {
     format!(

@@ -128,16 +128,9 @@ fn sync_dir(dir: &Path) -> Result<(), Error> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
 }
 
-/// Writes `data` to `path` atomically: a temporary file, fsynced, renamed over it.
+/// Writes `data` to `path` atomically and durably ([`crate::fsutil::write_durable`]).
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), Error> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(FILE_MODE).open(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(data).and_then(|()| f.sync_all()).map_err(io_err(&tmp))?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(FILE_MODE)).map_err(io_err(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_err(path))?;
-    sync_dir(dir)
+    crate::fsutil::write_durable(path, data, FILE_MODE).map_err(io_err(path))
 }
 
 /// Holds a flock(2) until dropped.
@@ -145,8 +138,7 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), Error> {
 pub struct Lock(#[allow(dead_code)] Flock<File>);
 
 fn lock(path: &Path, arg: FlockArg) -> Result<Lock, Error> {
-    let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(FILE_MODE).open(path).map_err(io_err(path))?;
-    Flock::lock(f, arg).map(Lock).map_err(|(_, errno)| io_err(path)(io::Error::from(errno)))
+    crate::fsutil::lock(path, arg, FILE_MODE).map(Lock).map_err(io_err(path))
 }
 
 /// Copies `from` into `to`, hashing, reporting progress and keeping to `rate` bytes/s.
