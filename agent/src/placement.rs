@@ -18,7 +18,7 @@ pub struct Placement {
 /// The placement of `service`, given what the core library placed (`Loaded::placements`).
 pub fn placement(service: &Service, assignment: Option<&Assignment>) -> Placement {
     match assignment {
-        Some(a) => Placement { gpus: a.cdi_names(), numa_nodes: a.nodes.clone() },
+        Some(a) => Placement { gpus: a.cdi.clone(), numa_nodes: a.nodes.clone() },
         None => Placement {
             gpus: service.gpu.as_ref().map(|g| g.devices.iter().map(ToString::to_string).collect()).unwrap_or_default(),
             numa_nodes: Vec::new(),

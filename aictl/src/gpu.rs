@@ -128,7 +128,7 @@ pub fn topology(xml: Option<&Path>, config: &[PathBuf], json: bool) -> Result<Ex
             Some(a) => ServiceRow {
                 name: name.clone(),
                 gpus: a.gpus.iter().map(|g| g.index).collect(),
-                cdi: a.cdi_names(),
+                cdi: a.cdi.clone(),
                 nodes: a.nodes.clone(),
                 cpus: list(&a.cpus),
                 policy: a.policy.name().into(),

@@ -42,13 +42,6 @@ pub struct Assignment {
     pub shared: bool,
 }
 
-impl Assignment {
-    /// Every CDI name the container gets.
-    pub fn cdi_names(&self) -> Vec<String> {
-        self.cdi.clone()
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Given {
     pub index: u32,

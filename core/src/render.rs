@@ -158,7 +158,7 @@ pub fn container(service: &Service, account: &Account, podman: PodmanVersion, pl
             let numa = if g.numa.is_empty() { "no NUMA locality".to_string() } else { format!("NUMA node {}", list(&g.numa)) };
             let _ = writeln!(u, "# GPU {} at {}, {numa}", g.index, g.pci);
         }
-        for name in p.cdi_names() {
+        for name in &p.cdi {
             let _ = writeln!(u, "AddDevice={name}");
         }
     }
