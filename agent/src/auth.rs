@@ -74,7 +74,12 @@ pub async fn authorize(conn: &Connection, header: &Header<'_>, action: &str, wha
     }
 }
 
-async fn check(conn: &Connection, sender: &str, action: &str, interactive: bool) -> zbus::Result<(bool, bool, HashMap<String, String>)> {
+async fn check(
+    conn: &Connection,
+    sender: &str,
+    action: &str,
+    interactive: bool,
+) -> zbus::Result<(bool, bool, HashMap<String, String>)> {
     let polkit = AuthorityProxy::builder(conn).cache_properties(zbus::proxy::CacheProperties::No).build().await?;
     let subject = ("system-bus-name", HashMap::from([("name", Value::from(sender))]));
     let flags = if interactive { ALLOW_USER_INTERACTION } else { 0 };

@@ -37,7 +37,11 @@ impl Log for Stderr {
     fn log(&self, record: &Record<'_>) {
         struct Fields(String);
         impl<'kvs> log::kv::VisitSource<'kvs> for Fields {
-            fn visit_pair(&mut self, key: log::kv::Key<'kvs>, value: log::kv::Value<'kvs>) -> Result<(), log::kv::Error> {
+            fn visit_pair(
+                &mut self,
+                key: log::kv::Key<'kvs>,
+                value: log::kv::Value<'kvs>,
+            ) -> Result<(), log::kv::Error> {
                 self.0.push_str(&format!(" {key}={value}"));
                 Ok(())
             }

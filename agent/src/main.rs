@@ -71,7 +71,10 @@ async fn run(cli: Cli) -> Result<(), String> {
         .build()
         .await
         .map_err(|e| format!("cannot reach systemd: {e}"))?;
-    systemd.subscribe().await.map_err(|e| format!("cannot subscribe to systemd's signals: {}", systemd::describe(&e)))?;
+    systemd
+        .subscribe()
+        .await
+        .map_err(|e| format!("cannot subscribe to systemd's signals: {}", systemd::describe(&e)))?;
 
     let ctx = Arc::new(Context { conn: conn.clone(), systemd });
     let agent = Arc::new(Agent::new(ctx, Host { root: cli.root.clone() }));
@@ -84,7 +87,10 @@ async fn run(cli: Cli) -> Result<(), String> {
     server.at(MODELS_PATH, ModelsObject { models }).await.map_err(|e| e.to_string())?;
 
     let reply = conn.request_name_with_flags(BUS_NAME, RequestNameFlags::DoNotQueue.into()).await.map_err(|e| {
-        format!("cannot own {BUS_NAME} (only root may; see /usr/share/dbus-1/system.d/{BUS_NAME}.conf): {}", systemd::describe(&e))
+        format!(
+            "cannot own {BUS_NAME} (only root may; see /usr/share/dbus-1/system.d/{BUS_NAME}.conf): {}",
+            systemd::describe(&e)
+        )
     })?;
     if reply != RequestNameReply::PrimaryOwner {
         return Err(format!("{BUS_NAME} is already owned: is another aicontainersd running?"));
@@ -103,7 +109,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         });
     }
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}

@@ -91,7 +91,8 @@ impl Agent {
         let found = ServiceInfo::from_loaded(&loaded);
         let server = self.ctx.conn.object_server();
         let mut services = self.services.lock().await;
-        let gone: Vec<String> = services.iter().filter(|(name, e)| found.get(*name) != Some(&e.info)).map(|(n, _)| n.clone()).collect();
+        let gone: Vec<String> =
+            services.iter().filter(|(name, e)| found.get(*name) != Some(&e.info)).map(|(n, _)| n.clone()).collect();
         for name in gone {
             if let Some(entry) = services.remove(&name) {
                 if let Some(w) = entry.watcher {
@@ -144,7 +145,12 @@ impl Agent {
         };
         let unknown = UnitState { active: "unknown".into(), sub: "unknown".into(), load: "unknown".into() };
         let state = followed.as_ref().map_or(unknown, |(_, _, s)| s.clone());
-        let object = ServiceObject::new(info.clone(), followed.as_ref().map(|(p, _, _)| p.clone()), state.clone(), self.ctx.clone());
+        let object = ServiceObject::new(
+            info.clone(),
+            followed.as_ref().map(|(p, _, _)| p.clone()),
+            state.clone(),
+            self.ctx.clone(),
+        );
         let server = conn.object_server();
         server.at(path.as_str(), object).await?;
         let Some((unit_path, changes, state)) = followed else {
@@ -168,7 +174,10 @@ impl Agent {
     /// Every service: its name and object path, by name.
     pub async fn list(&self) -> Vec<(String, OwnedObjectPath)> {
         let services = self.services.lock().await;
-        services.keys().filter_map(|n| OwnedObjectPath::try_from(service_path(n)).ok().map(|p| (n.clone(), p))).collect()
+        services
+            .keys()
+            .filter_map(|n| OwnedObjectPath::try_from(service_path(n)).ok().map(|p| (n.clone(), p)))
+            .collect()
     }
 
     /// Rescans after every daemon-reload systemd finishes (whoever asked for it).
@@ -210,7 +219,8 @@ async fn follow(
                 _ => {}
             }
         }
-        let invalidated = args.invalidated_properties().iter().any(|p| ["ActiveState", "SubState", "LoadState"].contains(p));
+        let invalidated =
+            args.invalidated_properties().iter().any(|p| ["ActiveState", "SubState", "LoadState"].contains(p));
         if invalidated {
             match systemd::unit_state(&conn, &unit_path).await {
                 Ok(s) => new = s,
@@ -259,7 +269,11 @@ impl ManagerObject {
 
     /// systemctl daemon-reload, then reads the service files again: new services appear,
     /// removed ones disappear. Needs root or polkit action org.aicontainers.manage-services.
-    async fn reload(&self, #[zbus(connection)] conn: &Connection, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
+    async fn reload(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
         let uid = auth::authorize(conn, &header, ACTION_MANAGE_SERVICES, "reload the services").await?;
         log::info!(caller_uid = uid; "daemon-reload (asked by UID {uid})");
         self.agent

@@ -53,7 +53,11 @@ pub struct JobObject {
 
 impl JobObject {
     fn new(kind: &str, target: &str) -> JobObject {
-        JobObject { kind: kind.into(), target: target.into(), now: Mutex::new(Progress { state: "running".into(), ..Progress::default() }) }
+        JobObject {
+            kind: kind.into(),
+            target: target.into(),
+            now: Mutex::new(Progress { state: "running".into(), ..Progress::default() }),
+        }
     }
 
     fn now(&self) -> Progress {
@@ -168,7 +172,13 @@ impl Tally {
 
     fn progress(&self) -> Progress {
         let done = (self.present + self.finished + self.current).min(self.total);
-        Progress { state: "running".into(), bytes_done: done, bytes_total: self.total, resolved: self.resolved.clone(), error: String::new() }
+        Progress {
+            state: "running".into(),
+            bytes_done: done,
+            bytes_total: self.total,
+            resolved: self.resolved.clone(),
+            error: String::new(),
+        }
     }
 }
 
@@ -211,7 +221,10 @@ fn in_use(dirs: &[PathBuf]) -> Result<BTreeSet<String>, String> {
 }
 
 /// Runs `f` on the store, on a blocking thread.
-async fn with_store<T: Send + 'static>(root: PathBuf, f: impl FnOnce(&Store) -> Result<T, Error> + Send + 'static) -> Result<T, Error> {
+async fn with_store<T: Send + 'static>(
+    root: PathBuf,
+    f: impl FnOnce(&Store) -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
     tokio::task::spawn_blocking(move || {
         let store = Store::open(&root).map_err(|e| failed(format!("model store {}: {e}", root.display())))?;
         f(&store)
@@ -327,13 +340,20 @@ impl ModelsObject {
     /// Pulls SOURCE (oci://, hf://; file:// for root only) into the cache, pinned; returns the
     /// job that does it (the running one when SOURCE is being pulled already).
     #[zbus(out_args("job"))]
-    async fn pull(&self, #[zbus(connection)] conn: &Connection, #[zbus(header)] header: Header<'_>, source: String) -> Result<OwnedObjectPath, Error> {
+    async fn pull(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        source: String,
+    ) -> Result<OwnedObjectPath, Error> {
         let parsed = parse(&source)?;
         let uid = auth::authorize(conn, &header, ACTION_MANAGE_MODELS, &format!("pull {}", parsed.canonical())).await?;
         // The agent reads any file as root: a file:// source would let a model manager copy
         // files they cannot read into the world-readable cache.
         if uid != 0 && matches!(parsed, Source::File { .. }) {
-            return Err(Error::AccessDenied(format!("UID {uid} may not pull {parsed}: file:// sources are pulled by root only")));
+            return Err(Error::AccessDenied(format!(
+                "UID {uid} may not pull {parsed}: file:// sources are pulled by root only"
+            )));
         }
         self.models.pull(parsed, uid).await
     }
@@ -349,7 +369,17 @@ impl ModelsObject {
             let records = store.list().map_err(failed)?;
             Ok(records
                 .into_iter()
-                .map(|r| (r.source, r.tree.to_string(), r.resolved.unwrap_or_default(), r.size, r.files as u32, r.pulled, r.pinned))
+                .map(|r| {
+                    (
+                        r.source,
+                        r.tree.to_string(),
+                        r.resolved.unwrap_or_default(),
+                        r.size,
+                        r.files as u32,
+                        r.pulled,
+                        r.pinned,
+                    )
+                })
                 .collect())
         })
         .await
@@ -358,7 +388,10 @@ impl ModelsObject {
     /// One model: where it came from, what it resolved to, where units mount it, its files.
     #[zbus(out_args("source", "tree", "resolved", "path", "unit", "size", "pinned", "files"))]
     #[allow(clippy::type_complexity)]
-    async fn inspect(&self, source: String) -> Result<(String, String, String, String, String, u64, bool, Vec<(String, String, u64)>), Error> {
+    async fn inspect(
+        &self,
+        source: String,
+    ) -> Result<(String, String, String, String, String, u64, bool, Vec<(String, String, u64)>), Error> {
         let parsed = parse(&source)?;
         let root = self.models.host.models_root();
         with_store(root, move |store| {
@@ -382,9 +415,15 @@ impl ModelsObject {
 
     /// Forgets SOURCE (and its pin); its files go at the next Gc. Refused while a service file
     /// names it.
-    async fn remove(&self, #[zbus(connection)] conn: &Connection, #[zbus(header)] header: Header<'_>, source: String) -> Result<(), Error> {
+    async fn remove(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        source: String,
+    ) -> Result<(), Error> {
         let parsed = parse(&source)?;
-        let uid = auth::authorize(conn, &header, ACTION_MANAGE_MODELS, &format!("remove {}", parsed.canonical())).await?;
+        let uid =
+            auth::authorize(conn, &header, ACTION_MANAGE_MODELS, &format!("remove {}", parsed.canonical())).await?;
         let dirs = self.models.host.dirs();
         let root = self.models.host.models_root();
         log::info!(model = parsed.canonical().as_str(), caller_uid = uid; "remove {} (asked by UID {uid})", parsed.canonical());
@@ -407,7 +446,11 @@ impl ModelsObject {
     /// Removes the models no service file names and no pin holds, then the files no model uses.
     /// Waits for running pulls (it takes the store's lock).
     #[zbus(out_args("models", "trees", "blobs", "bytes"))]
-    async fn gc(&self, #[zbus(connection)] conn: &Connection, #[zbus(header)] header: Header<'_>) -> Result<(Vec<String>, u32, u32, u64), Error> {
+    async fn gc(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(Vec<String>, u32, u32, u64), Error> {
         let uid = auth::authorize(conn, &header, ACTION_MANAGE_MODELS, "collect the model cache").await?;
         let dirs = self.models.host.dirs();
         let root = self.models.host.models_root();

@@ -16,7 +16,9 @@ pub fn notify(state: &str) -> io::Result<bool> {
     };
     let socket = UnixDatagram::unbound()?;
     match path.as_bytes().strip_prefix(b"@") {
-        Some(abstract_name) => socket.send_to_addr(state.as_bytes(), &SocketAddr::from_abstract_name(abstract_name)?)?,
+        Some(abstract_name) => {
+            socket.send_to_addr(state.as_bytes(), &SocketAddr::from_abstract_name(abstract_name)?)?
+        }
         None => socket.send_to(state.as_bytes(), &path)?,
     };
     Ok(true)

@@ -118,7 +118,13 @@ impl ServiceObject {
         Ok(())
     }
 
-    async fn act(&self, conn: &Connection, header: &Header<'_>, emitter: &SignalEmitter<'_>, verb: Verb) -> Result<(), Error> {
+    async fn act(
+        &self,
+        conn: &Connection,
+        header: &Header<'_>,
+        emitter: &SignalEmitter<'_>,
+        verb: Verb,
+    ) -> Result<(), Error> {
         let what = format!("{} {}", verb.as_str(), self.info.unit);
         let uid = auth::authorize(conn, header, ACTION_MANAGE_SERVICES, &what).await?;
         log::info!(service = self.info.name.as_str(), unit = self.info.unit.as_str(), verb = verb.as_str(), caller_uid = uid; "{what} (asked by UID {uid})");

@@ -36,7 +36,11 @@ pub trait Systemd {
     fn reloading(&self, active: bool) -> zbus::Result<()>;
 }
 
-#[proxy(interface = "org.freedesktop.systemd1.Unit", default_service = "org.freedesktop.systemd1", gen_blocking = false)]
+#[proxy(
+    interface = "org.freedesktop.systemd1.Unit",
+    default_service = "org.freedesktop.systemd1",
+    gen_blocking = false
+)]
 pub trait Unit {
     #[zbus(property)]
     fn active_state(&self) -> zbus::Result<String>;
@@ -77,7 +81,8 @@ pub struct UnitState {
 
 /// Reads the state of the unit at `path`.
 pub async fn unit_state(conn: &Connection, path: &OwnedObjectPath) -> zbus::Result<UnitState> {
-    let unit = UnitProxy::builder(conn).path(path.clone())?.cache_properties(zbus::proxy::CacheProperties::No).build().await?;
+    let unit =
+        UnitProxy::builder(conn).path(path.clone())?.cache_properties(zbus::proxy::CacheProperties::No).build().await?;
     Ok(UnitState { active: unit.active_state().await?, sub: unit.sub_state().await?, load: unit.load_state().await? })
 }
 
@@ -91,7 +96,8 @@ pub async fn run_job(systemd: &SystemdProxy<'_>, verb: Verb, unit: &str) -> Resu
         Verb::Stop => systemd.stop_unit(unit, "replace").await,
         Verb::Restart => systemd.restart_unit(unit, "replace").await,
     };
-    let job = asked.map_err(|e| Error::Failed(format!("systemd refused to {} {unit}: {}", verb.as_str(), describe(&e))))?;
+    let job =
+        asked.map_err(|e| Error::Failed(format!("systemd refused to {} {unit}: {}", verb.as_str(), describe(&e))))?;
     while let Some(signal) = removed.next().await {
         let args = signal.args()?;
         if args.job.as_str() != job.as_str() {

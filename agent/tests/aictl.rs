@@ -22,7 +22,10 @@ async fn status_shows_a_table_and_json_to_anyone() {
     assert_eq!(lines[0], vec!["NAME", "STATE", "ACCOUNT", "GPUS", "NUMA", "IMAGE"], "{text}");
     assert_eq!(lines[1], vec!["broken", "inactive", "-", "-", "-", "-"], "{text}");
     assert_eq!(lines[2], vec!["web", "inactive", "nobody", "nvidia.com/gpu=0", "0", "localhost/web:1"], "{text}");
-    assert!(text.contains("broken: cannot run, its files are invalid: see `aictl validate --service broken`"), "{text}");
+    assert!(
+        text.contains("broken: cannot run, its files are invalid: see `aictl validate --service broken`"),
+        "{text}"
+    );
 
     let got = rig.as_nobody(&aictl_path(), &["status", "--json", "web"]).await;
     assert!(got.status.success(), "{}", said(&got));
@@ -56,7 +59,9 @@ async fn root_starts_and_status_shows_it_nobody_is_refused() {
         let text = said(&got);
         assert_eq!(got.status.code(), Some(1), "{verb}: {text}");
         assert!(
-            text.contains(&format!("aictl: permission denied: UID 65534 may not {verb} web.service: polkit is not running")),
+            text.contains(&format!(
+                "aictl: permission denied: UID 65534 may not {verb} web.service: polkit is not running"
+            )),
             "{verb}: {text}"
         );
     }
@@ -87,7 +92,10 @@ async fn a_clear_error_when_the_agent_or_the_bus_is_not_there() {
         let got = rig.as_nobody(&aictl_path(), args).await;
         let text = said(&got);
         assert_eq!(got.status.code(), Some(1), "{text}");
-        assert!(text.contains("aicontainersd is not running") && text.contains("systemctl enable --now aicontainersd"), "{text}");
+        assert!(
+            text.contains("aicontainersd is not running") && text.contains("systemctl enable --now aicontainersd"),
+            "{text}"
+        );
     }
     let got = tokio::process::Command::new(aictl_path())
         .arg("status")
@@ -130,5 +138,8 @@ async fn at_a_terminal_nobody_is_still_refused_clearly() {
     let got = rig.as_nobody("script", &["-qec", &command, "/dev/null"]).await;
     let text = said(&got);
     assert!(!got.status.success(), "{text}");
-    assert!(text.contains("aictl: permission denied: UID 65534 may not stop web.service: polkit is not running"), "{text}");
+    assert!(
+        text.contains("aictl: permission denied: UID 65534 may not stop web.service: polkit is not running"),
+        "{text}"
+    );
 }

@@ -21,7 +21,11 @@ const ROUNDS: usize = 20;
 /// (VmRSS KiB, VmHWM KiB, context switches of all threads, threads) of `pid`.
 fn sample(pid: u32) -> (u64, u64, u64, usize) {
     let field = |text: &str, key: &str| -> u64 {
-        text.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0)
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     };
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let mut switches = 0;
@@ -50,7 +54,8 @@ async fn idle_wakeups(pid: u32, window: Duration) -> (u64, u64) {
 #[ignore = "a benchmark: run by tests/bench/agent"]
 async fn agent_numbers() {
     assert!(nix::unistd::geteuid().is_root(), "the benchmark must run as root (it owns names on a private bus)");
-    let window = Duration::from_secs(std::env::var("AGENT_BENCH_IDLE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(30));
+    let window =
+        Duration::from_secs(std::env::var("AGENT_BENCH_IDLE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(30));
     let settle = Duration::from_secs(12); // tokio lets an idle blocking-pool thread go after 10 s
 
     for watchdog in [None, Some(Duration::from_secs(4))] {
@@ -66,7 +71,9 @@ async fn agent_numbers() {
         println!();
         match watchdog {
             None => println!("== agent without a watchdog, {SERVICES} services (+ web, broken)"),
-            Some(w) => println!("== agent with WATCHDOG_USEC={} (keep-alive every {} s)", w.as_micros(), w.as_secs() / 2),
+            Some(w) => {
+                println!("== agent with WATCHDOG_USEC={} (keep-alive every {} s)", w.as_micros(), w.as_secs() / 2)
+            }
         }
         println!(
             "startup to READY=1: {:.1} ms; threads: {threads}; RSS when ready: {:.1} MiB",
@@ -93,8 +100,14 @@ async fn agent_numbers() {
                 }
             }
             single.sort();
-            let om =
-                ObjectManagerProxy::builder(&rig.client).destination(BUS_NAME).unwrap().path(ROOT_PATH).unwrap().build().await.unwrap();
+            let om = ObjectManagerProxy::builder(&rig.client)
+                .destination(BUS_NAME)
+                .unwrap()
+                .path(ROOT_PATH)
+                .unwrap()
+                .build()
+                .await
+                .unwrap();
             let mut all = Vec::new();
             for _ in 0..ROUNDS {
                 let t = Instant::now();

@@ -8,7 +8,10 @@ mod support;
 
 use std::collections::HashMap;
 
-use aicontainers_agent::names::{service_path, BUS_NAME, JOB_INTERFACE, MANAGER_INTERFACE, MODELS_INTERFACE, MODELS_PATH, ROOT_PATH, SERVICE_INTERFACE};
+use aicontainers_agent::names::{
+    service_path, BUS_NAME, JOB_INTERFACE, MANAGER_INTERFACE, MODELS_INTERFACE, MODELS_PATH, ROOT_PATH,
+    SERVICE_INTERFACE,
+};
 use futures_util::StreamExt;
 use support::*;
 use zbus::fdo::{ObjectManagerProxy, PropertiesProxy};
@@ -22,12 +25,16 @@ fn is_root() -> bool {
 /// These tests switch users and own bus names as root: say so loudly where they cannot run.
 macro_rules! need_root {
     () => {
-        assert!(is_root(), "these tests must run as root: they run clients as nobody (setpriv) and own names on a private bus");
+        assert!(
+            is_root(),
+            "these tests must run as root: they run clients as nobody (setpriv) and own names on a private bus"
+        );
     };
 }
 
 async fn props(rig: &Rig, path: &str) -> HashMap<String, OwnedValue> {
-    let p = PropertiesProxy::builder(&rig.client).destination(BUS_NAME).unwrap().path(path).unwrap().build().await.unwrap();
+    let p =
+        PropertiesProxy::builder(&rig.client).destination(BUS_NAME).unwrap().path(path).unwrap().build().await.unwrap();
     p.get_all(InterfaceName::try_from(SERVICE_INTERFACE).unwrap()).await.unwrap()
 }
 
@@ -59,7 +66,14 @@ async fn wait_state(changes: &mut zbus::fdo::PropertiesChangedStream, want: &str
 }
 
 async fn changes_of(rig: &Rig, name: &str) -> zbus::fdo::PropertiesChangedStream {
-    let p = PropertiesProxy::builder(&rig.client).destination(BUS_NAME).unwrap().path(service_path(name)).unwrap().build().await.unwrap();
+    let p = PropertiesProxy::builder(&rig.client)
+        .destination(BUS_NAME)
+        .unwrap()
+        .path(service_path(name))
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
     p.receive_properties_changed().await.unwrap()
 }
 
@@ -69,13 +83,26 @@ async fn ready_and_every_service_with_its_properties() {
     let mut rig = Rig::without_agent(Polkit::Absent).await;
     let notified = rig.start_agent().await;
     assert!(notified.contains("STATUS=Watching 2 services"), "{notified}");
-    assert!(rig.calls.lock().unwrap().iter().any(|(m, _)| m == "Subscribe"), "the agent subscribes to systemd's signals");
+    assert!(
+        rig.calls.lock().unwrap().iter().any(|(m, _)| m == "Subscribe"),
+        "the agent subscribes to systemd's signals"
+    );
 
-    let om = ObjectManagerProxy::builder(&rig.client).destination(BUS_NAME).unwrap().path(ROOT_PATH).unwrap().build().await.unwrap();
+    let om = ObjectManagerProxy::builder(&rig.client)
+        .destination(BUS_NAME)
+        .unwrap()
+        .path(ROOT_PATH)
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
     let objects = om.get_managed_objects().await.unwrap();
     // (zbus also lists the bare parent node .../service, with no interface of ours.)
-    let mut paths: Vec<String> =
-        objects.iter().filter(|(_, ifaces)| ifaces.keys().any(|i| i.as_str() == SERVICE_INTERFACE)).map(|(p, _)| p.to_string()).collect();
+    let mut paths: Vec<String> = objects
+        .iter()
+        .filter(|(_, ifaces)| ifaces.keys().any(|i| i.as_str() == SERVICE_INTERFACE))
+        .map(|(p, _)| p.to_string())
+        .collect();
     paths.sort();
     assert_eq!(paths, vec![service_path("broken"), service_path("web")]);
 
@@ -88,7 +115,11 @@ async fn ready_and_every_service_with_its_properties() {
     assert_eq!(u32::try_from(web["Uid"].try_clone().unwrap()).unwrap(), 65534);
     assert_eq!(string(&web, "Image"), "localhost/web:1");
     assert_eq!(Vec::<String>::try_from(web["Gpus"].try_clone().unwrap()).unwrap(), vec!["nvidia.com/gpu=0"]);
-    assert_eq!(Vec::<u32>::try_from(web["NumaNodes"].try_clone().unwrap()).unwrap(), vec![0u32], "placed against the H200 capture: node 0");
+    assert_eq!(
+        Vec::<u32>::try_from(web["NumaNodes"].try_clone().unwrap()).unwrap(),
+        vec![0u32],
+        "placed against the H200 capture: node 0"
+    );
     assert!(Vec::<String>::try_from(web["Problems"].try_clone().unwrap()).unwrap().is_empty());
     assert!(string(&web, "SourcePath").ends_with("/etc/aicontainers/web.toml"));
 
@@ -102,7 +133,10 @@ async fn ready_and_every_service_with_its_properties() {
     let found: OwnedObjectPath = manager.call("GetService", &("web",)).await.unwrap();
     assert_eq!(found.as_str(), service_path("web"));
     let missing = manager.call::<_, _, OwnedObjectPath>("GetService", &("nope",)).await.unwrap_err();
-    assert!(matches!(&missing, zbus::Error::MethodError(n, _, _) if n.as_str() == "org.aicontainers.Error.NotFound"), "{missing:?}");
+    assert!(
+        matches!(&missing, zbus::Error::MethodError(n, _, _) if n.as_str() == "org.aicontainers.Error.NotFound"),
+        "{missing:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -110,10 +144,19 @@ async fn everyone_may_read() {
     need_root!();
     let rig = Rig::start(Polkit::Absent).await;
     let web = service_path("web");
-    let got = rig.dbus_send(true, &web, "org.freedesktop.DBus.Properties.GetAll", &["string:org.aicontainers.Service1"]).await;
+    let got = rig
+        .dbus_send(true, &web, "org.freedesktop.DBus.Properties.GetAll", &["string:org.aicontainers.Service1"])
+        .await;
     assert!(got.status.success(), "{}", said(&got));
     assert!(said(&got).contains("localhost/web:1"), "{}", said(&got));
-    let got = rig.dbus_send(true, &web, "org.freedesktop.DBus.Properties.Get", &["string:org.aicontainers.Service1", "string:State"]).await;
+    let got = rig
+        .dbus_send(
+            true,
+            &web,
+            "org.freedesktop.DBus.Properties.Get",
+            &["string:org.aicontainers.Service1", "string:State"],
+        )
+        .await;
     assert!(got.status.success() && said(&got).contains("inactive"), "{}", said(&got));
     let got = rig.dbus_send(true, ROOT_PATH, "org.freedesktop.DBus.ObjectManager.GetManagedObjects", &[]).await;
     assert!(got.status.success() && said(&got).contains("nvidia.com/gpu=0"), "{}", said(&got));
@@ -172,7 +215,9 @@ async fn polkit_decides_for_everyone_but_root() {
         let checks = rig.checks.lock().unwrap();
         assert_eq!(checks.len(), 4, "{checks:?}");
         assert!(
-            checks.iter().all(|(kind, action, _)| kind == "system-bus-name" && action == "org.aicontainers.manage-services"),
+            checks
+                .iter()
+                .all(|(kind, action, _)| kind == "system-bus-name" && action == "org.aicontainers.manage-services"),
             "{checks:?}"
         );
         let calls = rig.calls.lock().unwrap();
@@ -197,7 +242,12 @@ async fn root_starts_stops_and_the_state_follows_systemd() {
     call_service(&rig, "web", "Start").await.unwrap();
     wait_state(&mut changes, "active").await;
     let log = rig.log();
-    assert!(log.contains("start web.service (asked by UID 0)") && log.contains("service=web") && log.contains("caller_uid=0"), "{log}");
+    assert!(
+        log.contains("start web.service (asked by UID 0)")
+            && log.contains("service=web")
+            && log.contains("caller_uid=0"),
+        "{log}"
+    );
     assert_eq!(string(&props(&rig, &service_path("web")).await, "SubState"), "running");
     call_service(&rig, "web", "Restart").await.unwrap();
     call_service(&rig, "web", "Stop").await.unwrap();
@@ -236,7 +286,14 @@ async fn changes_made_by_others_are_signalled() {
 async fn reload_and_daemon_reloads_rescan_the_files() {
     need_root!();
     let rig = Rig::start(Polkit::Absent).await;
-    let om = ObjectManagerProxy::builder(&rig.client).destination(BUS_NAME).unwrap().path(ROOT_PATH).unwrap().build().await.unwrap();
+    let om = ObjectManagerProxy::builder(&rig.client)
+        .destination(BUS_NAME)
+        .unwrap()
+        .path(ROOT_PATH)
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
     let mut added = om.receive_interfaces_added().await.unwrap();
     let mut removed = om.receive_interfaces_removed().await.unwrap();
 
@@ -248,7 +305,10 @@ async fn reload_and_daemon_reloads_rescan_the_files() {
     let signal = tokio::time::timeout(GUARD, added.next()).await.unwrap().unwrap();
     assert_eq!(signal.args().unwrap().object_path().as_str(), service_path("llama-3.1"));
     let listed: Vec<(String, OwnedObjectPath)> = manager.call("ListServices", &()).await.unwrap();
-    assert!(listed.iter().any(|(n, p)| n == "llama-3.1" && p.as_str() == "/org/aicontainers/Agent1/service/llama_2d3_2e1"), "{listed:?}");
+    assert!(
+        listed.iter().any(|(n, p)| n == "llama-3.1" && p.as_str() == "/org/aicontainers/Agent1/service/llama_2d3_2e1"),
+        "{listed:?}"
+    );
 
     // A daemon-reload asked by someone else (systemd's Reloading signal) rescans too.
     std::fs::remove_file(rig.root.join("etc/aicontainers/web.toml")).unwrap();
@@ -311,9 +371,14 @@ async fn introspection_matches_the_installed_xml() {
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(&file, &live).unwrap();
         }
-        let golden =
-            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1 to create it)", file.display()));
-        assert_eq!(live, golden, "{} differs from the live introspection (UPDATE_GOLDEN=1 rewrites it)", file.display());
+        let golden = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1 to create it)", file.display()));
+        assert_eq!(
+            live,
+            golden,
+            "{} differs from the live introspection (UPDATE_GOLDEN=1 rewrites it)",
+            file.display()
+        );
     }
 }
 

@@ -21,7 +21,10 @@ type Detail = (String, String, String, String, String, u64, bool, Vec<(String, S
 
 macro_rules! need_root {
     () => {
-        assert!(nix::unistd::geteuid().is_root(), "these tests must run as root: they run clients as nobody and own names on a private bus");
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "these tests must run as root: they run clients as nobody and own names on a private bus"
+        );
     };
 }
 
@@ -37,7 +40,11 @@ struct Seen {
 
 /// Every signal of every job, subscribed before the job exists.
 async fn job_signals(rig: &Rig) -> zbus::MessageStream {
-    let rule = zbus::MatchRule::builder().msg_type(zbus::message::Type::Signal).path_namespace(JOB_PATH_PREFIX).unwrap().build();
+    let rule = zbus::MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .path_namespace(JOB_PATH_PREFIX)
+        .unwrap()
+        .build();
     zbus::MessageStream::for_match_rule(rule, &rig.client, Some(1024)).await.unwrap()
 }
 
@@ -53,7 +60,8 @@ async fn follow(stream: &mut zbus::MessageStream, job: &str) -> Seen {
             }
             match header.member().map(|m| m.as_str()) {
                 Some("PropertiesChanged") => {
-                    let (iface, changed, _): (String, HashMap<String, OwnedValue>, Vec<String>) = msg.body().deserialize().unwrap();
+                    let (iface, changed, _): (String, HashMap<String, OwnedValue>, Vec<String>) =
+                        msg.body().deserialize().unwrap();
                     assert_eq!(iface, JOB_INTERFACE);
                     if let Some(v) = changed.get("BytesDone") {
                         seen.done.push(u64::try_from(v).unwrap());
@@ -83,7 +91,14 @@ async fn models(rig: &Rig) -> zbus::Proxy<'_> {
 }
 
 async fn job_props(rig: &Rig, job: &str) -> HashMap<String, OwnedValue> {
-    let p = zbus::fdo::PropertiesProxy::builder(&rig.client).destination(BUS_NAME).unwrap().path(job).unwrap().build().await.unwrap();
+    let p = zbus::fdo::PropertiesProxy::builder(&rig.client)
+        .destination(BUS_NAME)
+        .unwrap()
+        .path(job)
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
     p.get_all(zbus::names::InterfaceName::try_from(JOB_INTERFACE).unwrap()).await.unwrap()
 }
 
@@ -143,7 +158,14 @@ async fn a_pull_is_a_job_whose_progress_reaches_the_total_and_the_model_is_liste
     assert_eq!(text(&props, "Resolved"), manifest);
     assert_eq!(text(&props, "Error"), "");
     assert_eq!(number(&props, "BytesDone"), number(&props, "BytesTotal"));
-    let got = rig.dbus_send(true, job.as_str(), "org.freedesktop.DBus.Properties.Get", &["string:org.aicontainers.Job1", "string:State"]).await;
+    let got = rig
+        .dbus_send(
+            true,
+            job.as_str(),
+            "org.freedesktop.DBus.Properties.Get",
+            &["string:org.aicontainers.Job1", "string:State"],
+        )
+        .await;
     assert!(got.status.success() && said(&got).contains("done"), "{}", said(&got));
 
     // Listed, with its files in the agent's store (below --root), by anyone.
@@ -199,7 +221,10 @@ async fn two_pulls_of_one_source_share_one_job() {
     let mut new_jobs = models.receive_signal("JobNew").await.unwrap();
 
     let arg = (source.as_str(),);
-    let (a, b) = tokio::join!(models.call::<_, _, OwnedObjectPath>("Pull", &arg), models.call::<_, _, OwnedObjectPath>("Pull", &arg));
+    let (a, b) = tokio::join!(
+        models.call::<_, _, OwnedObjectPath>("Pull", &arg),
+        models.call::<_, _, OwnedObjectPath>("Pull", &arg)
+    );
     let (a, b) = (a.unwrap(), b.unwrap());
     let c: OwnedObjectPath = models.call("Pull", &(source.as_str(),)).await.unwrap();
     assert_eq!(a, b, "two Pulls of {source} while it runs: one job");
@@ -246,7 +271,10 @@ async fn nobody_may_list_but_not_pull_remove_or_collect() {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let got = rig.dbus_send(true, MODELS_PATH, method, &args).await;
             let text = said(&got);
-            assert!(!got.status.success() && text.contains("org.aicontainers.Error.AccessDenied"), "{polkit:?} {method}: {text}");
+            assert!(
+                !got.status.success() && text.contains("org.aicontainers.Error.AccessDenied"),
+                "{polkit:?} {method}: {text}"
+            );
             if polkit == Polkit::Absent {
                 assert!(text.contains("polkit is not running"), "{method}: {text}");
             } else {
@@ -256,11 +284,17 @@ async fn nobody_may_list_but_not_pull_remove_or_collect() {
         if polkit == Polkit::Answers(false) {
             let checks = rig.checks.lock().unwrap().clone();
             assert_eq!(checks.len(), 3, "{checks:?}");
-            assert!(checks.iter().all(|(kind, action, _)| kind == "system-bus-name" && action == "org.aicontainers.manage-models"), "{checks:?}");
+            assert!(
+                checks
+                    .iter()
+                    .all(|(kind, action, _)| kind == "system-bus-name" && action == "org.aicontainers.manage-models"),
+                "{checks:?}"
+            );
         }
         let got = rig.dbus_send(true, MODELS_PATH, "org.aicontainers.Models1.List", &[]).await;
         assert!(got.status.success(), "{}", said(&got));
-        let got = rig.dbus_send(true, MODELS_PATH, "org.aicontainers.Models1.Inspect", &[&format!("string:{source}")]).await;
+        let got =
+            rig.dbus_send(true, MODELS_PATH, "org.aicontainers.Models1.Inspect", &[&format!("string:{source}")]).await;
         assert!(said(&got).contains("org.aicontainers.Error.NotFound"), "{}", said(&got));
         assert!(!rig.log().contains("pull oci://"), "nothing was pulled for nobody: {}", rig.log());
     }
@@ -271,7 +305,11 @@ async fn nobody_may_list_but_not_pull_remove_or_collect() {
     assert!(got.status.success() && said(&got).contains("/org/aicontainers/Agent1/job/1"), "{}", said(&got));
     let got = rig.dbus_send(true, MODELS_PATH, "org.aicontainers.Models1.Pull", &["string:file:///etc/shadow"]).await;
     let text = said(&got);
-    assert!(text.contains("org.aicontainers.Error.AccessDenied") && text.contains("file:// sources are pulled by root only"), "{text}");
+    assert!(
+        text.contains("org.aicontainers.Error.AccessDenied")
+            && text.contains("file:// sources are pulled by root only"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -313,7 +351,8 @@ async fn aictl_model_pull_goes_through_the_agent() {
     // --json: progress events, then the result.
     let got = rig.as_root(&aictl, &["model", "pull", "--json", &source]).await;
     assert!(got.status.success(), "{}", said(&got));
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&got.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&got.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let last = lines.last().unwrap();
     assert_eq!(last["event"], "done", "{lines:?}");
     assert_eq!(last["job"], "/org/aicontainers/Agent1/job/2");
@@ -350,12 +389,18 @@ async fn aictl_model_pull_direct_does_not_use_the_agent() {
     let got = rig.as_root("env", &[&env_store, &aictl, "model", "pull", "--direct", &source]).await;
     let text = said(&got);
     assert!(got.status.success(), "{text}");
-    assert!(text.contains(&format!("{source}: ready at {}", store.display())) && !text.contains("aicontainersd job"), "{text}");
+    assert!(
+        text.contains(&format!("{source}: ready at {}", store.display())) && !text.contains("aicontainersd job"),
+        "{text}"
+    );
     assert!(!rig.log().contains("pull oci://"), "the agent pulled: {}", rig.log());
     let models = models(&rig).await;
     let listed: Vec<Row> = models.call("List", &()).await.unwrap();
     assert!(listed.is_empty(), "{listed:?}");
     // The model unit pulls directly too, so that models work without the agent.
-    let unit = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../units/aicontainers-model@.service")).unwrap();
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../units/aicontainers-model@.service"),
+    )
+    .unwrap();
     assert!(unit.lines().any(|l| l == "ExecStart=@AICTL@ model pull --unit --direct %I"), "{unit}");
 }

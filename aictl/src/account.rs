@@ -49,10 +49,7 @@ pub fn run(command: AccountCommand) -> Result<ExitCode, String> {
 }
 
 fn run_tool(program: &str, args: &[&str]) -> Result<(), String> {
-    let status = Command::new(program)
-        .args(args)
-        .status()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let status = Command::new(program).args(args).status().map_err(|e| format!("cannot run {program}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -75,8 +72,18 @@ fn prepare(name: &str, home: Option<PathBuf>) -> Result<ExitCode, String> {
         let home = home.to_string_lossy().into_owned();
         run_tool(
             "useradd",
-            &["--system", "--user-group", "--create-home", "--home-dir", &home, "--shell", "/usr/sbin/nologin",
-              "--comment", "aicontainers service account", name],
+            &[
+                "--system",
+                "--user-group",
+                "--create-home",
+                "--home-dir",
+                &home,
+                "--shell",
+                "/usr/sbin/nologin",
+                "--comment",
+                "aicontainers service account",
+                name,
+            ],
         )?;
         println!("{name}: account created, home {home}");
     }
@@ -171,7 +178,14 @@ fn check(name: &str) -> Result<ExitCode, String> {
                 println!("{name}: home {} does not exist (container storage lives there)", account.home.display());
             }
             let linger = Path::new("/var/lib/systemd/linger").join(name).exists();
-            println!("{name}: lingering {}", if linger { "on" } else { "off (the unit starts the user manager anyway; `loginctl enable-linger` keeps it up)" });
+            println!(
+                "{name}: lingering {}",
+                if linger {
+                    "on"
+                } else {
+                    "off (the unit starts the user manager anyway; `loginctl enable-linger` keeps it up)"
+                }
+            );
         }
         Err(why) => {
             ready = false;

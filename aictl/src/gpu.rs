@@ -111,11 +111,16 @@ pub fn topology(xml: Option<&Path>, config: &[PathBuf], json: bool) -> Result<Ex
     let (mut topology, mut warnings) = gpus.topology()?;
 
     // Who holds what: the same placement the generator makes.
-    let dirs: Vec<PathBuf> = if config.is_empty() { SYSTEM_DIRS.iter().map(PathBuf::from).collect() } else { config.to_vec() };
+    let dirs: Vec<PathBuf> =
+        if config.is_empty() { SYSTEM_DIRS.iter().map(PathBuf::from).collect() } else { config.to_vec() };
     // Exactly what the generator places: the host's accounts (a service whose account is
     // missing gets no GPU), and no NVML. Planning from a file, accounts are the other machine's:
     // every service is taken to have one.
-    let mut loaded = if xml.is_some() { generate::load(&dirs, &AnyAccount) } else { generate::load(&dirs, &HostAccounts::default()) };
+    let mut loaded = if xml.is_some() {
+        generate::load(&dirs, &AnyAccount)
+    } else {
+        generate::load(&dirs, &HostAccounts::default())
+    };
     let (claims, w) = Claims::read(&gpus.claims);
     warnings.extend(w);
     let requests: Vec<(String, aicontainers::spec::Gpu)> =
@@ -141,7 +146,12 @@ pub fn topology(xml: Option<&Path>, config: &[PathBuf], json: bool) -> Result<Ex
                 nodes: Vec::new(),
                 cpus: String::new(),
                 policy: req.numa.name().into(),
-                error: loaded.failed.iter().find(|f| &f.name == name).and_then(|f| f.diagnostics.first()).map(|d| d.message.clone()),
+                error: loaded
+                    .failed
+                    .iter()
+                    .find(|f| &f.name == name)
+                    .and_then(|f| f.diagnostics.first())
+                    .map(|d| d.message.clone()),
             },
         };
         services.push(row);
@@ -163,7 +173,8 @@ pub fn topology(xml: Option<&Path>, config: &[PathBuf], json: bool) -> Result<Ex
     out!();
     let mut rows = vec![vec!["NODE".to_string(), "CPUS".into(), "MEMORY".into(), "GPUS".into()]];
     for n in &topology.nodes {
-        let gpus: Vec<String> = topology.gpus.iter().filter(|g| g.numa.contains(&n.id)).map(|g| g.index.to_string()).collect();
+        let gpus: Vec<String> =
+            topology.gpus.iter().filter(|g| g.numa.contains(&n.id)).map(|g| g.index.to_string()).collect();
         rows.push(vec![
             n.id.to_string(),
             format!("{} ({})", list(&n.cpus), n.cpus.len()),
@@ -178,9 +189,21 @@ pub fn topology(xml: Option<&Path>, config: &[PathBuf], json: bool) -> Result<Ex
     } else {
         let holder = |i: u32| -> String {
             let names: Vec<&str> = services.iter().filter(|s| s.gpus.contains(&i)).map(|s| s.name.as_str()).collect();
-            if names.is_empty() { "-".into() } else { names.join(",") }
+            if names.is_empty() {
+                "-".into()
+            } else {
+                names.join(",")
+            }
         };
-        let mut rows = vec![vec!["GPU".to_string(), "PCI".into(), "NODE".into(), "NAME".into(), "UUID".into(), "CDI".into(), "HELD BY".into()]];
+        let mut rows = vec![vec![
+            "GPU".to_string(),
+            "PCI".into(),
+            "NODE".into(),
+            "NAME".into(),
+            "UUID".into(),
+            "CDI".into(),
+            "HELD BY".into(),
+        ]];
         for g in &topology.gpus {
             rows.push(vec![
                 g.index.to_string(),
@@ -199,7 +222,9 @@ pub fn topology(xml: Option<&Path>, config: &[PathBuf], json: bool) -> Result<Ex
         let mut rows = vec![vec!["SERVICE".to_string(), "POLICY".into(), "GPUS".into(), "NODES".into(), "CPUS".into()]];
         for s in &services {
             match &s.error {
-                Some(e) => rows.push(vec![s.name.clone(), s.policy.clone(), "-".into(), "-".into(), format!("refused: {e}")]),
+                Some(e) => {
+                    rows.push(vec![s.name.clone(), s.policy.clone(), "-".into(), "-".into(), format!("refused: {e}")])
+                }
                 None => rows.push(vec![
                     s.name.clone(),
                     s.policy.clone(),
@@ -220,7 +245,8 @@ pub fn topology(xml: Option<&Path>, config: &[PathBuf], json: bool) -> Result<Ex
 /// Left-aligned columns, two spaces apart; the last column is not padded.
 fn table(rows: &[Vec<String>]) {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> =
+        (0..cols).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
     for r in rows {
         let mut line = String::new();
         for (c, cell) in r.iter().enumerate() {
@@ -250,7 +276,13 @@ pub fn run(command: GpuCommand) -> Result<ExitCode, String> {
 
 /// Records the claim atomically (write, fsync, rename) under an exclusive lock, so two units
 /// starting at once do not lose each other's entries.
-pub fn claim<P: AsRef<Path>>(path: &Path, name: &str, request: &str, gpus: Vec<String>, dirs: &[P]) -> Result<ExitCode, String> {
+pub fn claim<P: AsRef<Path>>(
+    path: &Path,
+    name: &str,
+    request: &str,
+    gpus: Vec<String>,
+    dirs: &[P],
+) -> Result<ExitCode, String> {
     if let Some(bad) = gpus.iter().find(|g| !aicontainers::cdi::is_pci_address(g)) {
         return Err(format!("gpu claim: `{bad}` is not a PCI address"));
     }
@@ -261,7 +293,8 @@ pub fn claim<P: AsRef<Path>>(path: &Path, name: &str, request: &str, gpus: Vec<S
         return Err(format!("gpu claim: `{name}` is not a service name"));
     }
     // Services whose files are gone let go of their GPUs.
-    let present: std::collections::BTreeSet<String> = aicontainers::source::discover(dirs).services.into_iter().map(|f| f.name).collect();
+    let present: std::collections::BTreeSet<String> =
+        aicontainers::source::discover(dirs).services.into_iter().map(|f| f.name).collect();
     update_claims(path, |claims| {
         claims.claims.retain(|n, _| present.contains(n) || n == name);
         claims.claims.insert(name.to_string(), Claim { request: request.to_string(), gpus });

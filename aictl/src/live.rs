@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use aicontainers_agent::names::{BUS_NAME, JOB_INTERFACE, MANAGER_INTERFACE, MODELS_INTERFACE, MODELS_PATH, ROOT_PATH, SERVICE_INTERFACE};
+use aicontainers_agent::names::{
+    BUS_NAME, JOB_INTERFACE, MANAGER_INTERFACE, MODELS_INTERFACE, MODELS_PATH, ROOT_PATH, SERVICE_INTERFACE,
+};
 use clap::Subcommand;
 use serde::Serialize;
 use zbus::fdo::ObjectManagerProxy;
@@ -81,7 +83,8 @@ pub fn run(command: LiveCommand) -> Result<ExitCode, String> {
         LiveCommand::Status { .. } => None,
         _ => TtyAgent::start(),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start: {e}"))?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start: {e}"))?;
     runtime.block_on(async move {
         match command {
             LiveCommand::Status { names, json } => status(&names, json).await,
@@ -105,7 +108,9 @@ async fn connect(timeout: Duration) -> Result<Connection, String> {
 /// A bus error as the user should read it.
 fn explain(e: zbus::Error) -> String {
     match &e {
-        zbus::Error::MethodError(name, message, _) => explain_named(name.as_str(), message.as_deref().unwrap_or_default()),
+        zbus::Error::MethodError(name, message, _) => {
+            explain_named(name.as_str(), message.as_deref().unwrap_or_default())
+        }
         _ => e.to_string(),
     }
 }
@@ -240,7 +245,10 @@ async fn act(name: &str, method: &str, json: bool) -> Result<ExitCode, String> {
     let path: OwnedObjectPath = manager.call("GetService", &(name,)).await.map_err(explain)?;
     let service = proxy(&conn, path.as_str(), SERVICE_INTERFACE).await?;
     // Lets polkit ask for a password where an authentication agent runs.
-    service.call_with_flags::<_, _, ()>(method, MethodFlags::AllowInteractiveAuth.into(), &()).await.map_err(explain)?;
+    service
+        .call_with_flags::<_, _, ()>(method, MethodFlags::AllowInteractiveAuth.into(), &())
+        .await
+        .map_err(explain)?;
     let verb = method.to_lowercase();
     if json {
         out!("{}", serde_json::json!({ "service": name, "action": verb, "result": "done" }));
@@ -251,7 +259,10 @@ async fn act(name: &str, method: &str, json: bool) -> Result<ExitCode, String> {
 async fn reload(json: bool) -> Result<ExitCode, String> {
     let conn = connect(ACT_TIMEOUT).await?;
     let manager = proxy(&conn, ROOT_PATH, MANAGER_INTERFACE).await?;
-    manager.call_with_flags::<_, _, ()>("Reload", MethodFlags::AllowInteractiveAuth.into(), &()).await.map_err(explain)?;
+    manager
+        .call_with_flags::<_, _, ()>("Reload", MethodFlags::AllowInteractiveAuth.into(), &())
+        .await
+        .map_err(explain)?;
     let services: Vec<(String, OwnedObjectPath)> = manager.call("ListServices", &()).await.map_err(explain)?;
     if json {
         let names: Vec<&str> = services.iter().map(|(n, _)| n.as_str()).collect();
@@ -273,7 +284,10 @@ impl TtyAgent {
     fn start() -> Option<TtyAgent> {
         use std::io::{IsTerminal, Read};
         use std::os::fd::AsRawFd;
-        if nix::unistd::geteuid().is_root() || !std::io::stdin().is_terminal() || !std::path::Path::new(Self::PATH).exists() {
+        if nix::unistd::geteuid().is_root()
+            || !std::io::stdin().is_terminal()
+            || !std::path::Path::new(Self::PATH).exists()
+        {
             return None;
         }
         // pkttyagent closes --notify-fd once it is registered (or exits when it cannot be).
@@ -345,9 +359,17 @@ async fn follow_pull(conn: &Connection, source: &str, json: bool) -> Result<Exit
         let total = take::<u64>(&now, "BytesTotal").unwrap_or_default();
         if (state.clone(), done) != shown {
             if json {
-                out!("{}", serde_json::json!({ "event": "progress", "job": job.as_str(), "state": state, "bytes_done": done, "bytes_total": total }));
+                out!(
+                    "{}",
+                    serde_json::json!({ "event": "progress", "job": job.as_str(), "state": state, "bytes_done": done, "bytes_total": total })
+                );
             } else if state == "running" && total > 0 {
-                let line = format!("{source}: {} / {} {:>3}%", crate::model::human(done), crate::model::human(total), done * 100 / total);
+                let line = format!(
+                    "{source}: {} / {} {:>3}%",
+                    crate::model::human(done),
+                    crate::model::human(total),
+                    done * 100 / total
+                );
                 if terminal {
                     eprint!("\r\x1b[K{line}");
                     let _ = std::io::stderr().flush();
@@ -373,7 +395,10 @@ async fn follow_pull(conn: &Connection, source: &str, json: bool) -> Result<Exit
             Ok(None) => return Err(format!("lost {job} of aicontainersd before it finished")),
             Err(_) => {
                 let iface = zbus::names::InterfaceName::try_from(JOB_INTERFACE).map_err(|e| e.to_string())?;
-                now = props.get_all(iface).await.map_err(|e| format!("lost {job} of aicontainersd before it finished: {}", explain_fdo(e)))?;
+                now = props
+                    .get_all(iface)
+                    .await
+                    .map_err(|e| format!("lost {job} of aicontainersd before it finished: {}", explain_fdo(e)))?;
                 continue;
             }
         };
@@ -393,7 +418,11 @@ async fn follow_pull(conn: &Connection, source: &str, json: bool) -> Result<Exit
                 "bytes_done": take::<u64>(&now, "BytesDone"), "bytes_total": take::<u64>(&now, "BytesTotal") })
         );
     } else {
-        out!("{source}: ready at {path} ({}, {}) (aicontainersd job {job})", crate::model::files(files.len()), crate::model::human(size));
+        out!(
+            "{source}: ready at {path} ({}, {}) (aicontainersd job {job})",
+            crate::model::files(files.len()),
+            crate::model::human(size)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -22,8 +22,8 @@ macro_rules! out_raw {
 
 mod account;
 mod gpu;
-mod model;
 mod live;
+mod model;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -144,7 +144,9 @@ fn main() -> ExitCode {
         Command::Topology { save_xml: Some(file), .. } => {
             aicontainers::topology::Topology::save_live_xml(&file).map(|()| ExitCode::SUCCESS)
         }
-        Command::Topology { topology_xml, config, json, save_xml: None } => gpu::topology(topology_xml.as_deref(), &config, json),
+        Command::Topology { topology_xml, config, json, save_xml: None } => {
+            gpu::topology(topology_xml.as_deref(), &config, json)
+        }
         Command::Gpu { command } => gpu::run(command),
         Command::Account { command } => account::run(command),
         Command::Model { command } => model::run(command),
@@ -206,8 +208,13 @@ fn health_watch(name: &str, interval: u64, foreground: bool) -> Result<ExitCode,
         let state = match out {
             Ok(o) if o.status.success() => "healthy".to_owned(),
             Ok(o) => {
-                let said = String::from_utf8_lossy(&o.stdout).trim().to_owned() + String::from_utf8_lossy(&o.stderr).trim();
-                if said.is_empty() { "unhealthy".to_owned() } else { said }
+                let said =
+                    String::from_utf8_lossy(&o.stdout).trim().to_owned() + String::from_utf8_lossy(&o.stderr).trim();
+                if said.is_empty() {
+                    "unhealthy".to_owned()
+                } else {
+                    said
+                }
             }
             Err(e) => format!("cannot run podman: {e}"),
         };
@@ -253,11 +260,8 @@ fn render(
     topology_xml: Option<&Path>,
 ) -> Result<ExitCode, String> {
     let gpus = topology_xml.map_or_else(HostGpus::from_env, HostGpus::from_xml);
-    let accounts: Box<dyn Accounts> = if accounts.is_empty() {
-        Box::new(HostAccounts::default())
-    } else {
-        Box::new(FixedAccounts::parse(accounts)?)
-    };
+    let accounts: Box<dyn Accounts> =
+        if accounts.is_empty() { Box::new(HostAccounts::default()) } else { Box::new(FixedAccounts::parse(accounts)?) };
     let quadlet = if quadlet_only { None } else { Quadlet::find().ok() };
     let version = match (podman, &quadlet) {
         (Some(v), _) => PodmanVersion::parse(v).ok_or_else(|| format!("`{v}` is not a podman version"))?,
@@ -267,7 +271,11 @@ fn render(
     let plan = plan_paths(paths, accounts.as_ref(), version, &gpus)?;
     if json {
         out!("{}", serde_json::to_string_pretty(&plan).map_err(|e| e.to_string())?);
-        return Ok(if plan.failed.is_empty() && plan.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        return Ok(if plan.failed.is_empty() && plan.problems.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
     }
     let ok = plan.failed.is_empty() && plan.problems.is_empty();
     for d in &plan.problems {
@@ -312,7 +320,12 @@ fn render(
 }
 
 /// Plans the given files and directories, or the system directories when none are given.
-fn plan_paths(paths: &[PathBuf], accounts: &dyn Accounts, version: PodmanVersion, gpus: &HostGpus) -> Result<Plan, String> {
+fn plan_paths(
+    paths: &[PathBuf],
+    accounts: &dyn Accounts,
+    version: PodmanVersion,
+    gpus: &HostGpus,
+) -> Result<Plan, String> {
     if paths.is_empty() {
         return Ok(generate::plan(&SYSTEM_DIRS, accounts, version, gpus));
     }

@@ -114,7 +114,10 @@ pub fn run(command: ModelCommand) -> Result<ExitCode, String> {
             // The agent pulls by hand's defaults into the system store; anything else is done here.
             let own_store = std::env::var_os("AICONTAINERS_MODELS_DIR").is_some_and(|v| !v.is_empty());
             let own_quota = std::env::var_os("AICONTAINERS_MODELS_QUOTA").is_some_and(|v| !v.is_empty());
-            let plain = !(direct || unit || no_pin || own_store || own_quota) && sha256.is_none() && limit_rate.is_none() && quota.is_none();
+            let plain = !(direct || unit || no_pin || own_store || own_quota)
+                && sha256.is_none()
+                && limit_rate.is_none()
+                && quota.is_none();
             if plain && !matches!(source, Source::File { .. }) {
                 if let Some(done) = crate::live::model_pull(&source.canonical(), json) {
                     return done;
@@ -123,7 +126,9 @@ pub fn run(command: ModelCommand) -> Result<ExitCode, String> {
             let quota = match quota {
                 Some(q) => Some(q),
                 None => match std::env::var("AICONTAINERS_MODELS_QUOTA") {
-                    Ok(q) if !q.is_empty() => Some(parse_rate(&q).map_err(|why| format!("AICONTAINERS_MODELS_QUOTA: {why}"))?),
+                    Ok(q) if !q.is_empty() => {
+                        Some(parse_rate(&q).map_err(|why| format!("AICONTAINERS_MODELS_QUOTA: {why}"))?)
+                    }
                     _ => None,
                 },
             };
@@ -210,7 +215,13 @@ fn pull(source: &Source, options: &PullOptions, json: bool) -> Result<ExitCode, 
             Event::Bytes { digest, done, total } => {
                 let rate = *done as f64 / started.elapsed().as_secs_f64().max(0.001);
                 let pct = total.filter(|t| *t > 0).map(|t| format!(" {:>3}%", done * 100 / t)).unwrap_or_default();
-                let line = format!("{}: {} / {}{pct} {}/s", short(digest), human(*done), total.map(human).unwrap_or_else(|| "?".into()), human(rate as u64));
+                let line = format!(
+                    "{}: {} / {}{pct} {}/s",
+                    short(digest),
+                    human(*done),
+                    total.map(human).unwrap_or_else(|| "?".into()),
+                    human(rate as u64)
+                );
                 if terminal {
                     eprint!("\r\x1b[K{line}");
                     let _ = std::io::stderr().flush();
@@ -256,7 +267,14 @@ fn ls(json: bool) -> Result<ExitCode, String> {
     }
     out!("{:<60} {:>10} {:>6} {:<6} TREE", "SOURCE", "SIZE", "FILES", "PINNED");
     for r in &records {
-        out!("{:<60} {:>10} {:>6} {:<6} {}", r.source, human(r.size), r.files, if r.pinned { "yes" } else { "no" }, short(&r.tree));
+        out!(
+            "{:<60} {:>10} {:>6} {:<6} {}",
+            r.source,
+            human(r.size),
+            r.files,
+            if r.pinned { "yes" } else { "no" },
+            short(&r.tree)
+        );
     }
     out!("store {}: {} in blobs", store.root().display(), human(store.usage().map_err(|e| e.to_string())?));
     Ok(ExitCode::SUCCESS)
@@ -287,7 +305,8 @@ fn inspect(source: &Source, json: bool) -> Result<ExitCode, String> {
 /// The sources the service files name; a file that cannot be parsed, or whose `[[model]]` is
 /// wrong, stops `gc` unless `force`.
 fn in_use(dirs: &[PathBuf], force: bool) -> Result<BTreeSet<String>, String> {
-    let dirs: Vec<PathBuf> = if dirs.is_empty() { SYSTEM_DIRS.iter().map(PathBuf::from).collect() } else { dirs.to_vec() };
+    let dirs: Vec<PathBuf> =
+        if dirs.is_empty() { SYSTEM_DIRS.iter().map(PathBuf::from).collect() } else { dirs.to_vec() };
     let (keep, unreadable) = aicontainers::models::named_by_services(&dirs);
     if !unreadable.is_empty() && !force {
         return Err(format!(
@@ -308,7 +327,13 @@ fn gc(config: &[PathBuf], force: bool, json: bool) -> Result<ExitCode, String> {
         for r in &report.refs {
             out!("removed {r}");
         }
-        out!("{} model(s), {} tree(s), {} blob(s), {} freed", report.refs.len(), report.trees, report.blobs, human(report.bytes));
+        out!(
+            "{} model(s), {} tree(s), {} blob(s), {} freed",
+            report.refs.len(),
+            report.trees,
+            report.blobs,
+            human(report.bytes)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

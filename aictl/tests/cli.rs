@@ -29,7 +29,8 @@ fn validate_takes_any_path_as_ansible_hands_it_over() {
 fn validate_reports_file_line_col_key_reason_and_exits_1() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = dir.path().join("bad.toml");
-    fs::write(&bad, "[service]\nimage = \"localhost/a:1\"\nrun-as = \"aimodels\"\nrestart = \"sometimes\"\n").expect("write");
+    fs::write(&bad, "[service]\nimage = \"localhost/a:1\"\nrun-as = \"aimodels\"\nrestart = \"sometimes\"\n")
+        .expect("write");
     let good = dir.path().join("good.toml");
     fs::write(&good, GOOD).expect("write");
     let o = aictl(&["validate", good.to_str().expect("utf-8"), bad.to_str().expect("utf-8")]);
@@ -84,7 +85,9 @@ fn render_of_an_unknown_account_fails_with_the_reason() {
     fs::write(&f, GOOD.replace("aimodels", "nosuch")).expect("write");
     let o = aictl(&["render", "--quadlet-only", "--account", "aimodels:990", f.to_str().expect("utf-8")]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("service.run-as: account `nosuch` is not among the given accounts"));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("service.run-as: account `nosuch` is not among the given accounts")
+    );
 }
 
 /// The real single-H200 host captured with tests/device/gpu-probe.
@@ -92,7 +95,8 @@ fn h200() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/h200/host-topology.xml").display().to_string()
 }
 
-const GPU: &str = "[service]\nimage = \"localhost/a:1\"\nrun-as = \"aimodels\"\n[gpu]\ncount = 1\nnuma = \"single-numa-node\"\n";
+const GPU: &str =
+    "[service]\nimage = \"localhost/a:1\"\nrun-as = \"aimodels\"\n[gpu]\ncount = 1\nnuma = \"single-numa-node\"\n";
 
 #[test]
 fn topology_shows_another_machine_and_who_holds_what() {
@@ -124,7 +128,15 @@ fn render_places_gpus_against_a_captured_topology() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("chat.toml");
     fs::write(&file, GPU).expect("write");
-    let o = aictl(&["render", "--quadlet-only", "--account", "aimodels:990", "--topology-xml", &h200(), file.to_str().expect("utf-8")]);
+    let o = aictl(&[
+        "render",
+        "--quadlet-only",
+        "--account",
+        "aimodels:990",
+        "--topology-xml",
+        &h200(),
+        file.to_str().expect("utf-8"),
+    ]);
     assert!(o.status.success(), "{o:?}");
     let text = stdout(&o);
     for line in ["AddDevice=nvidia.com/gpu=0\n", "AllowedCPUs=0-15\n", "AllowedMemoryNodes=0\n", "NUMAPolicy=bind\n"] {
@@ -132,9 +144,20 @@ fn render_places_gpus_against_a_captured_topology() {
     }
     // Two GPUs on a one-GPU host: refused, with the file, line and key.
     fs::write(&file, GPU.replace("count = 1", "count = 2")).expect("write");
-    let o = aictl(&["render", "--quadlet-only", "--account", "aimodels:990", "--topology-xml", &h200(), file.to_str().expect("utf-8")]);
+    let o = aictl(&[
+        "render",
+        "--quadlet-only",
+        "--account",
+        "aimodels:990",
+        "--topology-xml",
+        &h200(),
+        file.to_str().expect("utf-8"),
+    ]);
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(String::from_utf8_lossy(&o.stderr), format!("{}:5:1: gpu.count: 2 GPUs asked, this host has 1\n", file.display()));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!("{}:5:1: gpu.count: 2 GPUs asked, this host has 1\n", file.display())
+    );
 }
 
 #[test]
@@ -163,7 +186,10 @@ fn gpu_claims_are_recorded_atomically_and_forgotten_with_their_service() {
     assert!(claim("b", "0000:81:00.0").status.success());
     assert!(read()["claims"].get("a").is_none());
     assert!(!claim("b", "../../etc").status.success(), "not a PCI address");
-    let left: Vec<String> = fs::read_dir(claims.parent().expect("dir")).expect("ls").map(|e| e.expect("e").file_name().to_string_lossy().into_owned()).collect();
+    let left: Vec<String> = fs::read_dir(claims.parent().expect("dir"))
+        .expect("ls")
+        .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
+        .collect();
     assert!(!left.iter().any(|n| n.ends_with(".tmp")), "no temporary file left: {left:?}");
 }
 
@@ -171,7 +197,8 @@ fn gpu_claims_are_recorded_atomically_and_forgotten_with_their_service() {
 fn gpu_release_forgets_a_hold_and_a_broken_claims_file_is_kept_aside() {
     let dir = tempfile::tempdir().expect("tempdir");
     let claims = dir.path().join("gpu-claims.json");
-    fs::write(&claims, "{\"version\": 1, \"claims\": {\"a\": {\"request\": \"r\", \"gpus\": [\"0000:01:00.0\"]},}}").expect("write");
+    fs::write(&claims, "{\"version\": 1, \"claims\": {\"a\": {\"request\": \"r\", \"gpus\": [\"0000:01:00.0\"]},}}")
+        .expect("write");
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_aictl"))
             .args(args)

@@ -18,13 +18,18 @@ fn store_dir() -> tempfile::TempDir {
 }
 
 fn blobs(store: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(store.join("blobs/sha256")).expect("blobs").map(|e| e.expect("e").file_name().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<String> = fs::read_dir(store.join("blobs/sha256"))
+        .expect("blobs")
+        .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
+        .collect();
     v.sort();
     v
 }
 
 fn partials(store: &Path) -> usize {
-    fs::read_dir(store.join("tmp")).map_or(0, |d| d.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".partial"))).count())
+    fs::read_dir(store.join("tmp")).map_or(0, |d| {
+        d.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".partial"))).count()
+    })
 }
 
 fn n(v: &serde_json::Value, key: &str) -> u64 {
@@ -60,7 +65,10 @@ fn modelpack_artifact_is_pulled_into_a_read_only_tree_and_a_second_pull_transfer
     assert_eq!(fs::metadata(path.join("weights")).expect("meta").permissions().mode() & 0o777, 0o755);
     // The tree's files are the blobs themselves (hard links), not copies.
     let blob = store.path().join("blobs/sha256").join(sha256(&weights).trim_start_matches("sha256:"));
-    assert_eq!(fs::metadata(&blob).expect("blob").ino(), fs::metadata(path.join("weights/model.gguf")).expect("file").ino());
+    assert_eq!(
+        fs::metadata(&blob).expect("blob").ino(),
+        fs::metadata(path.join("weights/model.gguf")).expect("file").ino()
+    );
 
     // Again: the registry is asked for the manifest only.
     let again = pull(store.path(), &[&source]).expect("second pull");
@@ -244,7 +252,10 @@ fn gc_removes_only_what_no_service_and_no_pin_holds() {
     let config = tempfile::tempdir().expect("config");
     fs::write(
         config.path().join("svc.toml"),
-        format!("[service]\nimage = \"localhost/x:1\"\nrun-as = \"aimodels\"\n[[model]]\nsource = \"{}\"\nmount = \"/m\"\n", src("used")),
+        format!(
+            "[service]\nimage = \"localhost/x:1\"\nrun-as = \"aimodels\"\n[[model]]\nsource = \"{}\"\nmount = \"/m\"\n",
+            src("used")
+        ),
     )
     .expect("service");
     let before = blobs(store.path());
@@ -254,7 +265,11 @@ fn gc_removes_only_what_no_service_and_no_pin_holds() {
     assert_eq!(report["refs"], serde_json::json!([src("unused")]));
     let after = blobs(store.path());
     let gone: Vec<&String> = before.iter().filter(|b| !after.contains(b)).collect();
-    assert_eq!(gone, [&sha256(b"unused only").trim_start_matches("sha256:").to_owned()], "only the unused model's own file goes");
+    assert_eq!(
+        gone,
+        [&sha256(b"unused only").trim_start_matches("sha256:").to_owned()],
+        "only the unused model's own file goes"
+    );
     let ls = aictl(store.path(), &["model", "ls", "--json"]);
     let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).expect("ls");
     let sources: Vec<&str> = ls.as_array().expect("array").iter().filter_map(|r| r["source"].as_str()).collect();
@@ -269,7 +284,14 @@ fn gc_removes_only_what_no_service_and_no_pin_holds() {
     assert_eq!(n(&report, "blobs"), 2, "{report}");
     assert_eq!(blobs(store.path()), [sha256(b"used by a service").trim_start_matches("sha256:").to_owned()]);
     // A service with a mistake elsewhere still keeps its model.
-    fs::write(config.path().join("typo.toml"), format!("[service]\nimage = \"localhost/x:1\"\ncomand = [\"x\"]\n[[model]]\nsource = \"{}\"\nmount = \"/m\"\n", src("tuned"))).expect("typo");
+    fs::write(
+        config.path().join("typo.toml"),
+        format!(
+            "[service]\nimage = \"localhost/x:1\"\ncomand = [\"x\"]\n[[model]]\nsource = \"{}\"\nmount = \"/m\"\n",
+            src("tuned")
+        ),
+    )
+    .expect("typo");
     pull(store.path(), &["--no-pin", &src("used")]).expect("used");
     let o = aictl(store.path(), &["model", "gc", "--json", "--config", config.path().to_str().expect("utf-8")]);
     assert!(o.status.success(), "{o:?}");
@@ -321,12 +343,20 @@ fn hf_sources_are_pulled_through_the_hub_api_with_a_token_file() {
     let path = Path::new(report["path"].as_str().expect("path")).to_owned();
     assert_eq!(files_under(&path), ["config.json", "weights/model.safetensors"]);
     assert_eq!(fs::read(path.join("weights/model.safetensors")).expect("weights"), weights);
-    assert!(blobs(store.path()).contains(&weights_sha.trim_start_matches("sha256:").to_owned()), "LFS files keep their SHA-256");
+    assert!(
+        blobs(store.path()).contains(&weights_sha.trim_start_matches("sha256:").to_owned()),
+        "LFS files keep their SHA-256"
+    );
     let again = pull_env(store.path(), &["hf://org/tiny@main"], &env).expect("again");
     assert_eq!(n(&again, "transferred"), 0, "same commit: nothing fetched");
     let err = pull_env(store.path(), &["hf://org/evil"], &env).expect_err("refused");
     assert!(err.contains("../../etc/cron.d/x"), "{err}");
-    let err = pull_env(store.path(), &["hf://org/tiny"], &[("HF_ENDPOINT", base.as_str()), ("HF_TOKEN_PATH", "/nonexistent")]).expect_err("no token");
+    let err = pull_env(
+        store.path(),
+        &["hf://org/tiny"],
+        &[("HF_ENDPOINT", base.as_str()), ("HF_TOKEN_PATH", "/nonexistent")],
+    )
+    .expect_err("no token");
     assert!(err.contains("401"), "{err}");
     assert!(log.lock().expect("log").iter().all(|r| !r.path.contains("..")));
 }
@@ -377,7 +407,9 @@ fn a_quota_refuses_a_pull_that_would_exceed_it_before_downloading() {
     reg.push_modelpack("models/b", "v1", &[("b.bin", &[2u8; 600_000])]);
     let store = store_dir();
     pull(store.path(), &["--quota", "1M", &format!("oci://{}/models/a:v1", reg.addr)]).expect("fits");
-    let err = pull_env(store.path(), &[&format!("oci://{}/models/b:v1", reg.addr)], &[("AICONTAINERS_MODELS_QUOTA", "1M")]).expect_err("over quota");
+    let err =
+        pull_env(store.path(), &[&format!("oci://{}/models/b:v1", reg.addr)], &[("AICONTAINERS_MODELS_QUOTA", "1M")])
+            .expect_err("over quota");
     assert!(err.contains("quota of 1048576 bytes") && err.contains("aictl model gc"), "{err}");
     assert_eq!(blobs(store.path()).len(), 1, "nothing of b was downloaded");
 }
@@ -406,12 +438,19 @@ fn a_registry_that_challenges_gets_a_token_with_credentials_from_the_auth_file()
         }
         if r.headers.get("authorization").map(String::as_str) != Some("Bearer t0k3n") {
             let mut reply = Reply::new(401, "{}", "application/json");
-            reply.headers = format!("WWW-Authenticate: Bearer realm=\"{}/token\",service=\"test\",scope=\"repository:private/m:pull\"\r\n", realm2.lock().expect("realm"));
+            reply.headers = format!(
+                "WWW-Authenticate: Bearer realm=\"{}/token\",service=\"test\",scope=\"repository:private/m:pull\"\r\n",
+                realm2.lock().expect("realm")
+            );
             return reply;
         }
         match r.path.as_str() {
-            "/v2/private/m/manifests/v1" => Reply::new(200, manifest.clone(), "application/vnd.oci.image.manifest.v1+json"),
-            p if p == format!("/v2/private/m/blobs/{digest}") => Reply::new(200, served.clone(), "application/octet-stream"),
+            "/v2/private/m/manifests/v1" => {
+                Reply::new(200, manifest.clone(), "application/vnd.oci.image.manifest.v1+json")
+            }
+            p if p == format!("/v2/private/m/blobs/{digest}") => {
+                Reply::new(200, served.clone(), "application/octet-stream")
+            }
             _ => Reply::new(404, "", "text/plain"),
         }
     });
@@ -421,9 +460,11 @@ fn a_registry_that_challenges_gets_a_token_with_credentials_from_the_auth_file()
     fs::write(auth.path(), format!(r#"{{"auths": {{"{host}": {{"auth": "dXNlcjpzZWNyZXQ="}}}}}}"#)).expect("auth file");
     let store = store_dir();
     let source = format!("oci://{host}/private/m:v1");
-    let err = pull_env(store.path(), &[&source], &[("REGISTRY_AUTH_FILE", "/nonexistent"), ("HOME", "/nonexistent")]).expect_err("no credentials");
+    let err = pull_env(store.path(), &[&source], &[("REGISTRY_AUTH_FILE", "/nonexistent"), ("HOME", "/nonexistent")])
+        .expect_err("no credentials");
     assert!(err.contains("401"), "{err}");
-    let report = pull_env(store.path(), &[&source], &[("REGISTRY_AUTH_FILE", auth.path().to_str().expect("utf-8"))]).expect("pull with a token");
+    let report = pull_env(store.path(), &[&source], &[("REGISTRY_AUTH_FILE", auth.path().to_str().expect("utf-8"))])
+        .expect("pull with a token");
     assert_eq!(fs::read(Path::new(report["path"].as_str().expect("path")).join("m.bin")).expect("file"), data);
     let log = log.lock().expect("log");
     assert!(log.iter().any(|r| r.path == "/token?service=test&scope=repository%3Aprivate%2Fm%3Apull"), "{log:?}");

@@ -16,7 +16,8 @@ const SERVICES: usize = 1000;
 
 fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let template = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/model-server.toml")).expect("example");
+    let template =
+        fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/model-server.toml")).expect("example");
     for i in 0..SERVICES {
         let text = template.replace("8081", &(10000 + i).to_string());
         fs::write(dir.path().join(format!("svc-{i:04}.toml")), text).expect("write");

@@ -95,7 +95,10 @@ impl FixedAccounts {
         for spec in specs {
             let (name, uid) = spec.split_once(':').ok_or_else(|| format!("`{spec}`: expected NAME:UID"))?;
             let uid: u32 = uid.parse().map_err(|_| format!("`{spec}`: `{uid}` is not a UID"))?;
-            map.insert(name.to_owned(), Account { name: name.to_owned(), uid, gid: uid, home: Path::new("/var/lib").join(name) });
+            map.insert(
+                name.to_owned(),
+                Account { name: name.to_owned(), uid, gid: uid, home: Path::new("/var/lib").join(name) },
+            );
         }
         Ok(FixedAccounts(map))
     }

@@ -123,7 +123,8 @@ fn strings<'a>(v: &'a serde_yaml_ng::Value, out: &mut Vec<&'a str>) {
 /// Reads one spec file: its devices, each tied to a GPU where possible.
 pub fn read_spec(path: &Path, nodes: &NodeMap) -> Result<Vec<Device>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: not a CDI spec: {e}", path.display()))?;
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: not a CDI spec: {e}", path.display()))?;
     let kind = doc
         .get("kind")
         .and_then(|k| k.as_str())
@@ -155,7 +156,12 @@ pub fn read_spec(path: &Path, nodes: &NodeMap) -> Result<Vec<Device>, String> {
             }
         }
         let pci = if found.len() == 1 { found.iter().next().cloned() } else { None };
-        out.push(Device { name: format!("{kind}={name}"), spec: path.to_path_buf(), pci, reaches: found.into_iter().collect() });
+        out.push(Device {
+            name: format!("{kind}={name}"),
+            spec: path.to_path_buf(),
+            pci,
+            reaches: found.into_iter().collect(),
+        });
     }
     Ok(out)
 }

@@ -52,13 +52,7 @@ impl Origin {
     /// A diagnostic at this place about `key`.
     pub fn error(&self, key: &str, message: impl Into<String>) -> Diagnostic {
         let (line, col) = self.line_col();
-        Diagnostic {
-            path: self.file.path.clone(),
-            line,
-            col,
-            key: key.to_owned(),
-            message: message.into(),
-        }
+        Diagnostic { path: self.file.path.clone(), line, col, key: key.to_owned(), message: message.into() }
     }
 }
 
@@ -162,9 +156,7 @@ fn convert(file: &Arc<SourceFile>, value: toml::Spanned<DeValue<'_>>) -> Node {
         DeValue::Float(x) => Value::Float(x.as_str().replace('_', "").parse().unwrap_or(f64::NAN)),
         DeValue::Boolean(b) => Value::Boolean(b),
         DeValue::Datetime(d) => Value::Datetime(d.to_string()),
-        DeValue::Array(items) => {
-            Value::Array(items.into_iter().map(|item| convert(file, item)).collect())
-        }
+        DeValue::Array(items) => Value::Array(items.into_iter().map(|item| convert(file, item)).collect()),
         DeValue::Table(t) => Value::Table(convert_table(file, t)),
     };
     Node { origin, value }
@@ -178,10 +170,7 @@ pub fn merge(lower: &mut Table, upper: Table) {
             Some(existing) => match (&mut existing.node.value, entry.node.value) {
                 (Value::Table(low), Value::Table(up)) => merge(low, up),
                 (_, value) => {
-                    *existing = Entry {
-                        key_origin: entry.key_origin,
-                        node: Node { origin: entry.node.origin, value },
-                    };
+                    *existing = Entry { key_origin: entry.key_origin, node: Node { origin: entry.node.origin, value } };
                 }
             },
             None => {

@@ -13,11 +13,11 @@ use serde::Serialize;
 use crate::account::{Account, Accounts};
 use crate::diag::Diagnostic;
 use crate::placement::{self, Assignment, Claims};
-use crate::topology::Topology;
 use crate::quadlet::{finish_unit, Quadlet};
 use crate::render::{self, PodmanVersion};
 use crate::source::{self, Discovery};
 use crate::spec::Service;
+use crate::topology::Topology;
 
 /// One service, ready for Quadlet.
 #[derive(Clone, Debug, Serialize)]
@@ -87,7 +87,8 @@ pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec
     }
     let chunk = items.len().div_ceil(threads);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = items.chunks(chunk).map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<R>>())).collect();
+        let handles: Vec<_> =
+            items.chunks(chunk).map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<R>>())).collect();
         handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     })
 }
@@ -108,7 +109,13 @@ pub fn load_claimed<P: AsRef<Path>>(dirs: &[P], accounts: &dyn Accounts, claimed
         let checked = checked.and_then(|service| {
             let account = known.entry(service.run_as.clone()).or_insert_with(|| accounts.lookup(&service.run_as));
             account.clone().map(|account| (service, account)).map_err(|why| {
-                vec![Diagnostic { path: files.main.clone(), line: 0, col: 0, key: "service.run-as".into(), message: why }]
+                vec![Diagnostic {
+                    path: files.main.clone(),
+                    line: 0,
+                    col: 0,
+                    key: "service.run-as".into(),
+                    message: why,
+                }]
             })
         });
         if let Some(other) = claimed_by(&files.name, claimed) {
@@ -122,7 +129,9 @@ pub fn load_claimed<P: AsRef<Path>>(dirs: &[P], accounts: &dyn Accounts, claimed
         }
         match checked {
             Ok(ok) => loaded.services.push(ok),
-            Err(diagnostics) => loaded.failed.push(Failed { name: files.name, source: files.main, diagnostics, unit: true }),
+            Err(diagnostics) => {
+                loaded.failed.push(Failed { name: files.name, source: files.main, diagnostics, unit: true })
+            }
         }
     }
     loaded
@@ -162,7 +171,12 @@ pub fn place(loaded: &mut Loaded, topology: impl FnOnce() -> Result<Topology, St
             Err(why) => {
                 let mut d = gpu.at.clone();
                 d.message = why;
-                loaded.failed.push(Failed { name: service.name.clone(), source: service.source.clone(), diagnostics: vec![d], unit: true });
+                loaded.failed.push(Failed {
+                    name: service.name.clone(),
+                    source: service.source.clone(),
+                    diagnostics: vec![d],
+                    unit: true,
+                });
             }
         }
     }
@@ -282,9 +296,11 @@ pub fn write_units(plan: Plan, out_dir: &Path, quadlet: &Quadlet, aictl: &Path) 
         fs::create_dir_all(shard_dir(k))?;
     }
     let indexed: Vec<(usize, &Planned)> = plan.services.iter().enumerate().collect();
-    par_map(&indexed, |(i, p)| fs::write(shard_dir(i / chunk).join(format!("{}.container", p.service.name)), &p.container))
-        .into_iter()
-        .collect::<io::Result<()>>()?;
+    par_map(&indexed, |(i, p)| {
+        fs::write(shard_dir(i / chunk).join(format!("{}.container", p.service.name)), &p.container)
+    })
+    .into_iter()
+    .collect::<io::Result<()>>()?;
     lap("write inputs", &mut outcome.timings);
 
     // Finish each unit Quadlet wrote: SourcePath=, the container-id file.

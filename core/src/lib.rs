@@ -11,10 +11,10 @@ pub mod doc;
 pub mod fsutil;
 pub mod generate;
 pub mod models;
+pub mod placement;
 pub mod quadlet;
 pub mod render;
 pub mod source;
-pub mod placement;
 pub mod spec;
 pub mod topology;
 

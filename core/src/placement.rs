@@ -71,7 +71,10 @@ impl Claims {
         match std::fs::read(path) {
             Ok(bytes) => match serde_json::from_slice::<Claims>(&bytes) {
                 Ok(c) if c.version == 1 => (c, None),
-                Ok(c) => (Claims::default(), Some(format!("{}: version {} is not known; ignored", path.display(), c.version))),
+                Ok(c) => (
+                    Claims::default(),
+                    Some(format!("{}: version {} is not known; ignored", path.display(), c.version)),
+                ),
                 Err(e) => (Claims::default(), Some(format!("{}: {e}; ignored", path.display()))),
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Claims::default(), None),
@@ -107,12 +110,7 @@ impl Claims {
 
 /// What must stay the same for a recorded hold to be kept.
 pub fn fingerprint(request: &Request) -> String {
-    format!(
-        "count={},numa={},shared={}",
-        request.count.unwrap_or(0),
-        request.numa.name(),
-        request.shared
-    )
+    format!("count={},numa={},shared={}", request.count.unwrap_or(0), request.numa.name(), request.shared)
 }
 
 /// How a service holds a GPU.
@@ -157,7 +155,11 @@ impl Holders {
 
 /// Places every request. Results are keyed by service name; an error says why, in words a
 /// sysadmin can act on.
-pub fn place(topology: &Topology, requests: &[(&str, &Request)], claims: &Claims) -> BTreeMap<String, Result<Assignment, String>> {
+pub fn place(
+    topology: &Topology,
+    requests: &[(&str, &Request)],
+    claims: &Claims,
+) -> BTreeMap<String, Result<Assignment, String>> {
     let mut out = BTreeMap::new();
     let mut holders = Holders::default();
     let mut sorted: Vec<(&str, &Request)> = requests.to_vec();
@@ -170,7 +172,8 @@ pub fn place(topology: &Topology, requests: &[(&str, &Request)], claims: &Claims
         // A hold is kept only while it still makes sense: the same request, GPUs that exist,
         // are free, are not named twice and still meet the policy (a BIOS change can move nodes).
         let kept = claims.claims.get(*name).filter(|c| c.request == fingerprint(req)).and_then(|c| {
-            let gpus: Option<Vec<usize>> = c.gpus.iter().map(|pci| topology.gpus.iter().position(|g| &g.pci == pci)).collect();
+            let gpus: Option<Vec<usize>> =
+                c.gpus.iter().map(|pci| topology.gpus.iter().position(|g| &g.pci == pci)).collect();
             gpus.filter(|g| {
                 let distinct: BTreeSet<usize> = g.iter().copied().collect();
                 distinct.len() == g.len()
@@ -265,9 +268,11 @@ fn assignment(topology: &Topology, req: &Request, mut gpus: Vec<usize>, cdi: Vec
         (Vec::new(), Vec::new())
     } else {
         let nodes: BTreeSet<u32> = given.iter().flat_map(|g| g.numa.iter().copied()).collect();
-        let cpus: BTreeSet<u32> = nodes.iter().filter_map(|n| topology.node(*n)).flat_map(|n| n.cpus.iter().copied()).collect();
+        let cpus: BTreeSet<u32> =
+            nodes.iter().filter_map(|n| topology.node(*n)).flat_map(|n| n.cpus.iter().copied()).collect();
         // Memory binds only to nodes that have memory: a CPU-only node would leave none.
-        let memory: Vec<u32> = nodes.iter().copied().filter(|n| topology.node(*n).is_none_or(|n| n.memory != Some(0))).collect();
+        let memory: Vec<u32> =
+            nodes.iter().copied().filter(|n| topology.node(*n).is_none_or(|n| n.memory != Some(0))).collect();
         (memory, cpus.into_iter().collect())
     };
     Assignment { gpus: given, cdi, nodes, cpus, policy: req.numa, shared: req.shared }
@@ -275,7 +280,11 @@ fn assignment(topology: &Topology, req: &Request, mut gpus: Vec<usize>, cdi: Vec
 
 /// `1 GPU`, `2 GPUs`.
 fn gpus_n(n: usize) -> String {
-    if n == 1 { "1 GPU".into() } else { format!("{n} GPUs") }
+    if n == 1 {
+        "1 GPU".into()
+    } else {
+        format!("{n} GPUs")
+    }
 }
 
 fn describe(topology: &Topology, i: usize) -> String {
@@ -300,7 +309,9 @@ fn gpus_of_cdi(topology: &Topology, name: &str) -> Vec<usize> {
     let named: Vec<usize> = (0..topology.gpus.len())
         .filter(|&i| {
             let g = &topology.gpus[i];
-            g.cdi.iter().any(|c| c == name) || g.cdi_name().as_deref() == Some(name) || (device.starts_with("GPU-") && g.uuid.as_deref() == Some(device))
+            g.cdi.iter().any(|c| c == name)
+                || g.cdi_name().as_deref() == Some(name)
+                || (device.starts_with("GPU-") && g.uuid.as_deref() == Some(device))
         })
         .collect();
     if !named.is_empty() || device != "all" {
@@ -318,7 +329,10 @@ fn explicit(topology: &Topology, req: &Request, holders: &Holders) -> Result<Pic
         if topology.gpus.is_empty() {
             "this host has no GPU".to_string()
         } else {
-            format!("GPUs here: {}", topology.gpus.iter().map(|g| format!("{} {}", g.index, g.pci)).collect::<Vec<_>>().join(", "))
+            format!(
+                "GPUs here: {}",
+                topology.gpus.iter().map(|g| format!("{} {}", g.index, g.pci)).collect::<Vec<_>>().join(", ")
+            )
         }
     };
     let untied = |name: &str| {
@@ -330,7 +344,9 @@ fn explicit(topology: &Topology, req: &Request, holders: &Holders) -> Result<Pic
     for sel in &req.devices {
         let found: Vec<usize> = match sel {
             GpuSelector::Index(i) => topology.gpus.iter().position(|g| g.index == *i).into_iter().collect(),
-            GpuSelector::Uuid(u) => topology.gpus.iter().position(|g| g.uuid.as_deref() == Some(u.as_str())).into_iter().collect(),
+            GpuSelector::Uuid(u) => {
+                topology.gpus.iter().position(|g| g.uuid.as_deref() == Some(u.as_str())).into_iter().collect()
+            }
             GpuSelector::Pci(p) => topology.gpus.iter().position(|g| &g.pci == p).into_iter().collect(),
             GpuSelector::Cdi(c) if crate::cdi::is_slice_name(c) => {
                 // A MIG slice: exclusive by its own name; its GPU (`0` of `0:1`) gives the node.
@@ -338,12 +354,20 @@ fn explicit(topology: &Topology, req: &Request, holders: &Holders) -> Result<Pic
                     return Err(format!("{c} is already given to another service (a MIG slice goes to one service unless all that use it set gpu.shared = true)"));
                 }
                 let (kind, device) = c.rsplit_once('=').unwrap_or((c, ""));
-                let parent = device.split_once(':').and_then(|(gpu, _)| gpus_of_cdi(topology, &format!("{kind}={gpu}")).first().copied());
+                let parent = device
+                    .split_once(':')
+                    .and_then(|(gpu, _)| gpus_of_cdi(topology, &format!("{kind}={gpu}")).first().copied());
                 if parent.is_none() && req.numa != NumaPolicy::None {
                     return Err(untied(c));
                 }
-                if let Some(p) = parent.filter(|&p| holders.gpus.get(&p).is_some_and(|h| h.iter().any(|(_, hold)| *hold != Hold::Slices))) {
-                    return Err(format!("{} is given whole to {}, so its slice {c} is not free", describe(topology, p), holders.who(p).unwrap_or_default()));
+                if let Some(p) = parent
+                    .filter(|&p| holders.gpus.get(&p).is_some_and(|h| h.iter().any(|(_, hold)| *hold != Hold::Slices)))
+                {
+                    return Err(format!(
+                        "{} is given whole to {}, so its slice {c} is not free",
+                        describe(topology, p),
+                        holders.who(p).unwrap_or_default()
+                    ));
                 }
                 picked.slices.push((c.clone(), parent));
                 picked.cdi.push(c.clone());
@@ -389,7 +413,8 @@ fn explicit(topology: &Topology, req: &Request, holders: &Holders) -> Result<Pic
     let mut gpus = picked.whole.clone();
     gpus.extend(picked.slices.iter().filter_map(|(_, p)| *p));
     let nodes: BTreeSet<u32> = gpus.iter().flat_map(|&i| topology.gpus[i].numa.iter().copied()).collect();
-    let no_locality: Vec<String> = gpus.iter().filter(|&&i| topology.gpus[i].numa.is_empty()).map(|&i| describe(topology, i)).collect();
+    let no_locality: Vec<String> =
+        gpus.iter().filter(|&&i| topology.gpus[i].numa.is_empty()).map(|&i| describe(topology, i)).collect();
     match req.numa {
         NumaPolicy::SingleNumaNode | NumaPolicy::Restricted if !no_locality.is_empty() => Err(format!(
             "{}: {} {} no NUMA locality (the firmware gives none); use numa = \"best-effort\" or \"none\"",
@@ -501,7 +526,9 @@ fn binomial(n: usize, k: usize) -> u64 {
 /// combinations, the `k` nodes with the most free GPUs are taken.
 fn best_set(topology: &Topology, req: &Request, holders: &Holders, k: usize, count: usize) -> Option<Vec<usize>> {
     let ids = gpu_nodes(topology);
-    let free_on = |set: &[u32]| -> Vec<usize> { local_to(topology, set).into_iter().filter(|&i| holders.free_for(i, req.shared)).collect() };
+    let free_on = |set: &[u32]| -> Vec<usize> {
+        local_to(topology, set).into_iter().filter(|&i| holders.free_for(i, req.shared)).collect()
+    };
     let sets = if binomial(ids.len(), k) <= MAX_SUBSETS {
         subsets(&ids, k)
     } else {
@@ -537,7 +564,11 @@ fn choose(topology: &Topology, req: &Request, holders: &Holders) -> Result<Vec<u
             return Err(format!("{policy}: no GPU here reports a NUMA node (the firmware gives no locality); use numa = \"best-effort\" or \"none\""));
         }
         if most < count {
-            return Err(format!("{policy}: {} asked, at most {most} share a node ({})", gpus_n(count), layout(topology, None)));
+            return Err(format!(
+                "{policy}: {} asked, at most {most} share a node ({})",
+                gpus_n(count),
+                layout(topology, None)
+            ));
         }
     }
     if req.numa == NumaPolicy::Restricted && fewest_nodes(topology, count).is_none() {
@@ -553,15 +584,17 @@ fn choose(topology: &Topology, req: &Request, holders: &Holders) -> Result<Vec<u
     }
     match req.numa {
         NumaPolicy::None => Ok(free.into_iter().take(count).collect()),
-        NumaPolicy::SingleNumaNode => {
-            best_set(topology, req, holders, 1, count).ok_or_else(|| {
-                format!("{policy}: {} asked, no node has {count} free ({})", gpus_n(count), layout(topology, Some(holders)))
-            })
-        }
+        NumaPolicy::SingleNumaNode => best_set(topology, req, holders, 1, count).ok_or_else(|| {
+            format!("{policy}: {} asked, no node has {count} free ({})", gpus_n(count), layout(topology, Some(holders)))
+        }),
         NumaPolicy::Restricted => {
             let k = fewest_nodes(topology, count).unwrap_or(0);
             best_set(topology, req, holders, k, count).ok_or_else(|| {
-                format!("{policy}: {} fit on {k} node(s) here, but no {k} node(s) have {count} free ({})", gpus_n(count), layout(topology, Some(holders)))
+                format!(
+                    "{policy}: {} fit on {k} node(s) here, but no {k} node(s) have {count} free ({})",
+                    gpus_n(count),
+                    layout(topology, Some(holders))
+                )
             })
         }
         NumaPolicy::BestEffort => {

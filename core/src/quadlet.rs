@@ -43,10 +43,12 @@ impl Quadlet {
             .into_iter()
             .chain(SEARCH_PATH.iter().map(PathBuf::from))
             .collect();
-        let path = candidates
-            .into_iter()
-            .find(|p| p.is_file())
-            .ok_or_else(|| format!("podman's Quadlet was not found (looked in {}); install podman 4.4 or later", SEARCH_PATH.join(", ")))?;
+        let path = candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+            format!(
+                "podman's Quadlet was not found (looked in {}); install podman 4.4 or later",
+                SEARCH_PATH.join(", ")
+            )
+        })?;
         Self::ask(path)
     }
 

@@ -132,7 +132,8 @@ fn drop_ins(dirs: &[PathBuf], problems: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
     for dir in dirs {
         for item in entries(dir, problems) {
             if item.name.chars().any(char::is_control) {
-                problems.push(Diagnostic::file(&item.path, "a drop-in name must not contain control characters; ignored"));
+                problems
+                    .push(Diagnostic::file(&item.path, "a drop-in name must not contain control characters; ignored"));
                 continue;
             }
             if item.name.ends_with(".toml") && !by_name.contains_key(&item.name) {
@@ -250,7 +251,10 @@ mod tests {
         write(&etc.join("a.toml.d/30-off.toml"), "[service]\nimage = \"localhost/masked:1\"\n");
         fs::create_dir_all(usr.join("a.toml.d")).expect("mkdir");
         let found = discover(&[&usr, &etc]);
-        assert_eq!(found.services[0].drop_ins, vec![usr.join("a.toml.d/10-mem.toml"), etc.join("a.toml.d/20-img.toml"), etc.join("a.toml.d/30-off.toml")]);
+        assert_eq!(
+            found.services[0].drop_ins,
+            vec![usr.join("a.toml.d/10-mem.toml"), etc.join("a.toml.d/20-img.toml"), etc.join("a.toml.d/30-off.toml")]
+        );
         fs::remove_file(etc.join("a.toml.d/30-off.toml")).expect("rm");
         symlink("/dev/null", etc.join("a.toml.d/30-off.toml")).expect("symlink");
         let found = discover(&[&usr, &etc]);
@@ -279,7 +283,10 @@ mod tests {
         let err = load(&found.services[0]).unwrap_err();
         assert_eq!(err.len(), 1);
         let d = &err[0];
-        assert_eq!((d.path.clone(), d.line, d.col, d.key.as_str()), (t.path().join("a.toml.d/x.toml"), 3, 1, "service.imagee"));
+        assert_eq!(
+            (d.path.clone(), d.line, d.col, d.key.as_str()),
+            (t.path().join("a.toml.d/x.toml"), 3, 1, "service.imagee")
+        );
         assert!(d.message.contains("did you mean `image`?"), "{d}");
     }
 }

@@ -19,9 +19,7 @@ pub const FORMAT_VERSION: i64 = 1;
 const TOP_KEYS: &[&str] = &["format", "service", "gpu", "resources", "health", "model"];
 /// Top-level keys that are neither valid nor unknown: reported by `RESERVED_TOP`.
 const RESERVED_NAMES: &[&str] = &["sandbox"];
-const RESERVED_TOP: &[(&str, &str)] = &[
-    ("sandbox", "agent sandboxes are planned for a later version of aicontainers"),
-];
+const RESERVED_TOP: &[(&str, &str)] = &[("sandbox", "agent sandboxes are planned for a later version of aicontainers")];
 const SERVICE_KEYS: &[&str] = &[
     "description",
     "image",
@@ -283,7 +281,13 @@ impl<'a> Section<'a> {
         Some(out)
     }
 
-    fn choice<T: Copy>(&self, key: &str, names: &[&'static str], values: &[T], diags: &mut Vec<Diagnostic>) -> Option<T> {
+    fn choice<T: Copy>(
+        &self,
+        key: &str,
+        names: &[&'static str],
+        values: &[T],
+        diags: &mut Vec<Diagnostic>,
+    ) -> Option<T> {
         let (s, origin) = self.string(key, diags)?;
         if let Some(i) = names.iter().position(|n| *n == s) {
             return Some(values[i]);
@@ -346,7 +350,10 @@ pub fn from_table(
     if let Some(format) = top.integer("format", i64::MIN, i64::MAX, &mut diags) {
         if format != FORMAT_VERSION {
             let origin = &visible["format"].node.origin;
-            diags.push(origin.error("format", format!("format {format} is not known to this version, which reads format {FORMAT_VERSION}")));
+            diags.push(origin.error(
+                "format",
+                format!("format {format} is not known to this version, which reads format {FORMAT_VERSION}"),
+            ));
         }
     }
 
@@ -368,7 +375,10 @@ pub fn from_table(
 
     let description = s.string("description", &mut diags).and_then(|(d, origin)| {
         if d.ends_with('\\') {
-            diags.push(origin.error("service.description", "must not end with a backslash (it would continue the unit file's line)"));
+            diags.push(origin.error(
+                "service.description",
+                "must not end with a backslash (it would continue the unit file's line)",
+            ));
             None
         } else {
             Some(d)
@@ -391,7 +401,10 @@ pub fn from_table(
     let mut command = Vec::new();
     for (word, origin) in s.strings("command", &mut diags).unwrap_or_default() {
         if word.is_empty() {
-            diags.push(origin.error("service.command", "an empty argument cannot be passed through a unit's command line; leave it out or give it a value"));
+            diags.push(origin.error(
+                "service.command",
+                "an empty argument cannot be passed through a unit's command line; leave it out or give it a value",
+            ));
         } else if word == ";" {
             diags.push(origin.error("service.command", "a lone `;` separates commands on a unit's command line; put it inside a shell command (\"sh\", \"-c\", \"a; b\") instead"));
         } else {
@@ -421,7 +434,10 @@ pub fn from_table(
         for (key, entry) in env {
             let path = format!("service.environment.{key}");
             if !is_env_name(key) {
-                diags.push(entry.key_origin.error(&path, "not a valid environment variable name (letters, digits and _, not starting with a digit)"));
+                diags.push(entry.key_origin.error(
+                    &path,
+                    "not a valid environment variable name (letters, digits and _, not starting with a digit)",
+                ));
                 continue;
             }
             match &entry.node.value {
@@ -435,7 +451,8 @@ pub fn from_table(
                 Value::Boolean(b) => {
                     environment.insert(key.clone(), b.to_string());
                 }
-                other => diags.push(entry.node.origin.error(&path, format!("expected a string, found {}", other.type_name()))),
+                other => diags
+                    .push(entry.node.origin.error(&path, format!("expected a string, found {}", other.type_name()))),
             }
         }
     }
@@ -463,48 +480,66 @@ pub fn from_table(
     let read_only = s.boolean("read-only", &mut diags).unwrap_or(false);
     let init = s.boolean("init", &mut diags).unwrap_or(true);
 
-    let gpu = top.table("gpu", &mut diags).map(|t| {
-        let g = Section::new("gpu", t, GPU_KEYS, &mut diags);
-        let mut devices = Vec::new();
-        if let Some(entry) = g.get("devices") {
-            match &entry.node.value {
-                Value::Array(items) => {
-                    for item in items {
-                        match gpu_selector(&item.value) {
-                            Ok(sel) if devices.contains(&sel) => {
-                                diags.push(item.origin.error("gpu.devices", format!("{sel} is named twice")));
+    let gpu =
+        top.table("gpu", &mut diags).map(|t| {
+            let g = Section::new("gpu", t, GPU_KEYS, &mut diags);
+            let mut devices = Vec::new();
+            if let Some(entry) = g.get("devices") {
+                match &entry.node.value {
+                    Value::Array(items) => {
+                        for item in items {
+                            match gpu_selector(&item.value) {
+                                Ok(sel) if devices.contains(&sel) => {
+                                    diags.push(item.origin.error("gpu.devices", format!("{sel} is named twice")));
+                                }
+                                Ok(sel) => devices.push(sel),
+                                Err(why) => diags.push(item.origin.error("gpu.devices", why)),
                             }
-                            Ok(sel) => devices.push(sel),
-                            Err(why) => diags.push(item.origin.error("gpu.devices", why)),
                         }
                     }
+                    _ => diags.push(g.type_error(
+                        "devices",
+                        &entry.node,
+                        "an array of GPU indexes, UUIDs, PCI addresses or CDI names",
+                    )),
                 }
-                _ => diags.push(g.type_error("devices", &entry.node, "an array of GPU indexes, UUIDs, PCI addresses or CDI names")),
             }
-        }
-        let count = g.integer("count", 1, 1024, &mut diags).map(|c| c as u32);
-        if count.is_some() && !devices.is_empty() {
-            diags.push(t["count"].key_origin.error("gpu.count", "set either gpu.count (placement chooses) or gpu.devices (you choose), not both"));
-        }
-        let numa = g
-            .choice(
-                "numa",
-                NumaPolicy::NAMES,
-                &[NumaPolicy::None, NumaPolicy::BestEffort, NumaPolicy::Restricted, NumaPolicy::SingleNumaNode],
-                &mut diags,
-            )
-            .unwrap_or(NumaPolicy::None);
-        let shared = g.boolean("shared", &mut diags).unwrap_or(false);
-        if !partial && devices.is_empty() && count.is_none() && !diags.iter().any(|d| d.key.starts_with("gpu.")) {
-            diags.push(top.get("gpu").map_or_else(|| start_of(origin), |e| e.key_origin.clone()).error("gpu", "[gpu] asks for no GPU: set gpu.count or gpu.devices"));
-        }
-        let at_key = if t.contains_key("count") { "count" } else if t.contains_key("devices") { "devices" } else { "" };
-        let at = match t.get(at_key) {
-            Some(e) => e.key_origin.error(&format!("gpu.{at_key}"), ""),
-            None => top.get("gpu").map_or_else(|| start_of(origin), |e| e.key_origin.clone()).error("gpu", ""),
-        };
-        Gpu { devices, count, numa, shared, at }
-    });
+            let count = g.integer("count", 1, 1024, &mut diags).map(|c| c as u32);
+            if count.is_some() && !devices.is_empty() {
+                diags.push(t["count"].key_origin.error(
+                    "gpu.count",
+                    "set either gpu.count (placement chooses) or gpu.devices (you choose), not both",
+                ));
+            }
+            let numa = g
+                .choice(
+                    "numa",
+                    NumaPolicy::NAMES,
+                    &[NumaPolicy::None, NumaPolicy::BestEffort, NumaPolicy::Restricted, NumaPolicy::SingleNumaNode],
+                    &mut diags,
+                )
+                .unwrap_or(NumaPolicy::None);
+            let shared = g.boolean("shared", &mut diags).unwrap_or(false);
+            if !partial && devices.is_empty() && count.is_none() && !diags.iter().any(|d| d.key.starts_with("gpu.")) {
+                diags.push(
+                    top.get("gpu")
+                        .map_or_else(|| start_of(origin), |e| e.key_origin.clone())
+                        .error("gpu", "[gpu] asks for no GPU: set gpu.count or gpu.devices"),
+                );
+            }
+            let at_key = if t.contains_key("count") {
+                "count"
+            } else if t.contains_key("devices") {
+                "devices"
+            } else {
+                ""
+            };
+            let at = match t.get(at_key) {
+                Some(e) => e.key_origin.error(&format!("gpu.{at_key}"), ""),
+                None => top.get("gpu").map_or_else(|| start_of(origin), |e| e.key_origin.clone()).error("gpu", ""),
+            };
+            Gpu { devices, count, numa, shared, at }
+        });
 
     let resources = top
         .table("resources", &mut diags)
@@ -521,7 +556,11 @@ pub fn from_table(
                 Value::Float(x) if (0.01..=100_000.0).contains(&x) => Some(x),
                 Value::Integer(i) if (1..=100_000).contains(&i) => Some(i as f64),
                 _ => {
-                    diags.push(e.node.origin.error("resources.cpus", "expected a number of CPUs of at least 0.01, such as 2 or 0.5"));
+                    diags.push(
+                        e.node
+                            .origin
+                            .error("resources.cpus", "expected a number of CPUs of at least 0.01, such as 2 or 0.5"),
+                    );
                     None
                 }
             });
@@ -534,7 +573,11 @@ pub fn from_table(
         let h = Section::new("health", t, HEALTH_KEYS, &mut diags);
         let command = h.string("command", &mut diags);
         if !partial && command.is_none() && h.get("command").is_none() {
-            diags.push(top.get("health").map_or_else(|| start_of(origin), |e| e.key_origin.clone()).error("health.command", "missing required key: the command that checks the service"));
+            diags.push(
+                top.get("health")
+                    .map_or_else(|| start_of(origin), |e| e.key_origin.clone())
+                    .error("health.command", "missing required key: the command that checks the service"),
+            );
         }
         let interval = duration(&h, "interval", &mut diags);
         let timeout = duration(&h, "timeout", &mut diags);
@@ -591,60 +634,87 @@ pub fn models_only(root: &Table) -> Result<Vec<Model>, Vec<Diagnostic>> {
 fn models(top: &Section<'_>, volumes: &[String], diags: &mut Vec<Diagnostic>) -> Vec<Model> {
     let Some(entry) = top.get("model") else { return Vec::new() };
     let Value::Array(items) = &entry.node.value else {
-        diags.push(entry.key_origin.error("model", "write each model as an array of tables: [[model]] (two brackets), one per model"));
+        diags.push(
+            entry
+                .key_origin
+                .error("model", "write each model as an array of tables: [[model]] (two brackets), one per model"),
+        );
         return Vec::new();
     };
     let mut out: Vec<Model> = Vec::new();
     for item in items {
         let Value::Table(t) = &item.value else {
-            diags.push(item.origin.error("model", format!("expected a [[model]] table, found {}", item.value.type_name())));
+            diags.push(
+                item.origin.error("model", format!("expected a [[model]] table, found {}", item.value.type_name())),
+            );
             continue;
         };
         let m = Section::new("model", t, MODEL_KEYS, diags);
         let sha256 = m.string("sha256", diags);
         let source = match m.string("source", diags) {
-            Some((text, origin)) => match crate::models::Source::parse(&text, sha256.as_ref().map(|(s, _)| s.as_str())) {
-                Ok(source) => {
-                    if let (Some((_, at)), false) = (&sha256, matches!(source, crate::models::Source::Https { .. })) {
-                        diags.push(at.error("model.sha256", "only https:// sources take a sha256 pin (oci:// pins with @sha256:, hf:// with @REVISION)"));
+            Some((text, origin)) => {
+                match crate::models::Source::parse(&text, sha256.as_ref().map(|(s, _)| s.as_str())) {
+                    Ok(source) => {
+                        if let (Some((_, at)), false) = (&sha256, matches!(source, crate::models::Source::Https { .. }))
+                        {
+                            diags.push(at.error("model.sha256", "only https:// sources take a sha256 pin (oci:// pins with @sha256:, hf:// with @REVISION)"));
+                        }
+                        Some(source)
                     }
-                    Some(source)
+                    Err(why) => {
+                        diags.push(origin.error("model.source", why));
+                        None
+                    }
                 }
-                Err(why) => {
-                    diags.push(origin.error("model.source", why));
-                    None
-                }
-            },
+            }
             None => {
                 if m.get("source").is_none() {
-                    diags.push(item.origin.error("model.source", "missing required key: where the model comes from (oci://, hf://, https://, file://)"));
+                    diags.push(item.origin.error(
+                        "model.source",
+                        "missing required key: where the model comes from (oci://, hf://, https://, file://)",
+                    ));
                 }
                 None
             }
         };
-        let mount = match m.string("mount", diags) {
-            Some((mount, origin)) => match check_mount(&mount) {
-                Ok(()) if out.iter().any(|o| o.mount == mount) || volumes.iter().any(|v| v.split(':').nth(1) == Some(mount.as_str())) => {
-                    diags.push(origin.error("model.mount", format!("`{mount}` is already mounted (by another model or a volume)")));
+        let mount =
+            match m.string("mount", diags) {
+                Some((mount, origin)) => match check_mount(&mount) {
+                    Ok(())
+                        if out.iter().any(|o| o.mount == mount)
+                            || volumes.iter().any(|v| v.split(':').nth(1) == Some(mount.as_str())) =>
+                    {
+                        diags.push(origin.error(
+                            "model.mount",
+                            format!("`{mount}` is already mounted (by another model or a volume)"),
+                        ));
+                        None
+                    }
+                    Ok(()) => Some(mount),
+                    Err(why) => {
+                        diags.push(origin.error("model.mount", why));
+                        None
+                    }
+                },
+                None => {
+                    if m.get("mount").is_none() {
+                        diags.push(item.origin.error(
+                            "model.mount",
+                            "missing required key: the absolute path inside the container where the model appears",
+                        ));
+                    }
                     None
                 }
-                Ok(()) => Some(mount),
-                Err(why) => {
-                    diags.push(origin.error("model.mount", why));
-                    None
-                }
-            },
-            None => {
-                if m.get("mount").is_none() {
-                    diags.push(item.origin.error("model.mount", "missing required key: the absolute path inside the container where the model appears"));
-                }
-                None
-            }
-        };
+            };
         let name = m.string("name", diags).and_then(|(name, origin)| {
-            let ok = !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            let ok = !name.is_empty()
+                && name.len() <= 64
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
             if !ok {
-                diags.push(origin.error("model.name", format!("`{name}` is not a model name (letters, digits, `.`, `_`, `-`, at most 64)")));
+                diags.push(origin.error(
+                    "model.name",
+                    format!("`{name}` is not a model name (letters, digits, `.`, `_`, `-`, at most 64)"),
+                ));
                 None
             } else if out.iter().any(|o| o.name == name) {
                 diags.push(origin.error("model.name", format!("`{name}` names two models")));
@@ -671,7 +741,8 @@ fn check_mount(mount: &str) -> Result<(), String> {
     if bad {
         return Err(format!("`{mount}`: expected an absolute path inside the container such as /models/mistral (letters, digits and `/._-+@`; no `..` or trailing `/`)"));
     }
-    const SYSTEM: &[&str] = &["/proc", "/sys", "/dev", "/etc", "/run", "/tmp", "/usr", "/bin", "/sbin", "/lib", "/lib64"];
+    const SYSTEM: &[&str] =
+        &["/proc", "/sys", "/dev", "/etc", "/run", "/tmp", "/usr", "/bin", "/sbin", "/lib", "/lib64"];
     if SYSTEM.contains(&mount) {
         return Err(format!("`{mount}` would hide a directory the container needs; mount models under a directory of their own such as /models"));
     }
@@ -745,7 +816,9 @@ fn is_env_name(name: &str) -> bool {
 /// `[IP:][HOSTPORT:]CONTAINERPORT[/PROTO]`, the `podman run --publish` shapes that Quadlet's
 /// `PublishPort=` takes. Port ranges are accepted where podman accepts them.
 fn check_port(spec: &str) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("`{spec}`: {why} (expected [IP:]HOSTPORT:CONTAINERPORT[/tcp|udp], such as 127.0.0.1:8080:8080)"));
+    let bad = |why: &str| {
+        Err(format!("`{spec}`: {why} (expected [IP:]HOSTPORT:CONTAINERPORT[/tcp|udp], such as 127.0.0.1:8080:8080)"))
+    };
     let (rest, proto) = match spec.rsplit_once('/') {
         Some((rest, proto)) => (rest, Some(proto)),
         None => (spec, None),
@@ -817,9 +890,12 @@ fn gpu_selector(value: &Value) -> Result<GpuSelector, String> {
     match value {
         Value::Integer(i) if (0..=1023).contains(i) => Ok(GpuSelector::Index(*i as u32)),
         Value::Integer(i) => Err(format!("{i} is not a GPU index (0..=1023)")),
-        Value::String(s) if s.chars().all(|c| c.is_ascii_digit()) && !s.is_empty() => {
-            s.parse::<u32>().ok().filter(|i| *i <= 1023).map(GpuSelector::Index).ok_or_else(|| format!("{s} is not a GPU index (0..=1023)"))
-        }
+        Value::String(s) if s.chars().all(|c| c.is_ascii_digit()) && !s.is_empty() => s
+            .parse::<u32>()
+            .ok()
+            .filter(|i| *i <= 1023)
+            .map(GpuSelector::Index)
+            .ok_or_else(|| format!("{s} is not a GPU index (0..=1023)")),
         Value::String(s) if s.starts_with("MIG-") => {
             Err(format!("`{s}` is a MIG slice: name it by its CDI name (such as nvidia.com/gpu=0:1)"))
         }
@@ -852,9 +928,8 @@ fn check_cdi_name(name: &str) -> Result<(), String> {
     let bad = || Err(format!("`{name}` is not a CDI device name (such as `nvidia.com/gpu=0` or `nvidia.com/gpu=all`)"));
     let Some((kind, device)) = name.split_once('=') else { return bad() };
     let Some((vendor, class)) = kind.split_once('/') else { return bad() };
-    let word = |s: &str, extra: &[u8]| {
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
-    };
+    let word =
+        |s: &str, extra: &[u8]| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b));
     if word(vendor, b"-_.") && word(class, b"-_") && word(device, b"-_.:") {
         Ok(())
     } else {
@@ -866,13 +941,36 @@ fn check_cdi_name(name: &str) -> Result<(), String> {
 /// number is seconds. Returns microseconds.
 pub fn parse_duration(value: &str) -> Result<u64, String> {
     const UNITS: &[(&str, f64)] = &[
-        ("", 1e6), ("us", 1.0), ("usec", 1.0), ("ms", 1e3), ("msec", 1e3), ("s", 1e6), ("sec", 1e6),
-        ("second", 1e6), ("seconds", 1e6), ("m", 60e6), ("min", 60e6), ("minute", 60e6), ("minutes", 60e6),
-        ("h", 3600e6), ("hr", 3600e6), ("hour", 3600e6), ("hours", 3600e6), ("d", 86400e6), ("day", 86400e6),
-        ("days", 86400e6), ("w", 604800e6), ("week", 604800e6), ("weeks", 604800e6),
+        ("", 1e6),
+        ("us", 1.0),
+        ("usec", 1.0),
+        ("ms", 1e3),
+        ("msec", 1e3),
+        ("s", 1e6),
+        ("sec", 1e6),
+        ("second", 1e6),
+        ("seconds", 1e6),
+        ("m", 60e6),
+        ("min", 60e6),
+        ("minute", 60e6),
+        ("minutes", 60e6),
+        ("h", 3600e6),
+        ("hr", 3600e6),
+        ("hour", 3600e6),
+        ("hours", 3600e6),
+        ("d", 86400e6),
+        ("day", 86400e6),
+        ("days", 86400e6),
+        ("w", 604800e6),
+        ("week", 604800e6),
+        ("weeks", 604800e6),
         // systemd's month and year are 30.44 and 365.25 days.
-        ("M", 2629800e6), ("month", 2629800e6), ("months", 2629800e6), ("y", 31557600e6),
-        ("year", 31557600e6), ("years", 31557600e6),
+        ("M", 2629800e6),
+        ("month", 2629800e6),
+        ("months", 2629800e6),
+        ("y", 31557600e6),
+        ("year", 31557600e6),
+        ("years", 31557600e6),
     ];
     let not_a_duration = || format!("`{value}` is not a duration (such as 30s, 5min or 1h 30min)");
     if value.contains(['\n', '\t']) || value != value.trim() {
@@ -906,12 +1004,15 @@ pub fn parse_duration(value: &str) -> Result<u64, String> {
 fn check_bytes(value: &str) -> Result<(), String> {
     let bad = || Err(format!("`{value}` is not a memory size (such as 512M or 24G)"));
     let (number, scale) = match value.strip_suffix(['K', 'M', 'G', 'T']) {
-        Some(n) => (n, match value.as_bytes()[value.len() - 1] {
-            b'K' => 1u64 << 10,
-            b'M' => 1 << 20,
-            b'G' => 1 << 30,
-            _ => 1 << 40,
-        }),
+        Some(n) => (
+            n,
+            match value.as_bytes()[value.len() - 1] {
+                b'K' => 1u64 << 10,
+                b'M' => 1 << 20,
+                b'G' => 1 << 30,
+                _ => 1 << 40,
+            },
+        ),
         None => (value, 1),
     };
     let well_formed = number.bytes().next().is_some_and(|b| b.is_ascii_digit())
@@ -937,7 +1038,9 @@ mod tests {
 
     #[test]
     fn ports() {
-        for ok in ["8080", "8080:80", "127.0.0.1:8080:8080", "127.0.0.1::80", "[::1]:8080:80/udp", "9000-9001:9000-9001"] {
+        for ok in
+            ["8080", "8080:80", "127.0.0.1:8080:8080", "127.0.0.1::80", "[::1]:8080:80/udp", "9000-9001:9000-9001"]
+        {
             assert_eq!(check_port(ok), Ok(()), "{ok}");
         }
         for bad in ["", "0:80", "70000:80", "a:b", "1.2.3:80:80", "80/icmp", "1:2:3:4", "::1:80:80"] {
@@ -947,7 +1050,17 @@ mod tests {
 
     #[test]
     fn durations_and_sizes() {
-        for (ok, us) in [("30s", 30_000_000), ("1min 30s", 90_000_000), ("1min30s", 90_000_000), ("500ms", 500_000), ("2h", 7_200_000_000), ("10", 10_000_000), ("1.5s", 1_500_000), ("5 min", 300_000_000), ("1w", 604_800_000_000)] {
+        for (ok, us) in [
+            ("30s", 30_000_000),
+            ("1min 30s", 90_000_000),
+            ("1min30s", 90_000_000),
+            ("500ms", 500_000),
+            ("2h", 7_200_000_000),
+            ("10", 10_000_000),
+            ("1.5s", 1_500_000),
+            ("5 min", 300_000_000),
+            ("1w", 604_800_000_000),
+        ] {
             assert_eq!(parse_duration(ok), Ok(us), "{ok}");
         }
         for bad in ["", "s", "5 parsecs", "-1s", "1.2.3s", "inf"] {
@@ -986,7 +1099,10 @@ mod tests {
         let s = |v: &str| gpu_selector(&Value::String(v.into()));
         assert_eq!(gpu_selector(&Value::Integer(3)), Ok(GpuSelector::Index(3)));
         assert_eq!(s("3"), Ok(GpuSelector::Index(3)));
-        assert_eq!(s("GPU-fc549a0c-02eb-8d42-5960-b2eea948f942"), Ok(GpuSelector::Uuid("GPU-fc549a0c-02eb-8d42-5960-b2eea948f942".into())));
+        assert_eq!(
+            s("GPU-fc549a0c-02eb-8d42-5960-b2eea948f942"),
+            Ok(GpuSelector::Uuid("GPU-fc549a0c-02eb-8d42-5960-b2eea948f942".into()))
+        );
         assert_eq!(s("41:00.0"), Ok(GpuSelector::Pci("0000:41:00.0".into())));
         assert_eq!(s("0035:03:00.0"), Ok(GpuSelector::Pci("0035:03:00.0".into())));
         assert_eq!(s("nvidia.com/gpu=all"), Ok(GpuSelector::Cdi("nvidia.com/gpu=all".into())));

@@ -101,7 +101,8 @@ impl Topology {
         let builder = hwlocality::Topology::builder()
             .from_xml_file(path)
             .map_err(|e| format!("{}: hwloc cannot read it: {e}", path.display()))?;
-        let topology = with_io(builder)?.build().map_err(|e| format!("{}: hwloc cannot load it: {e}", path.display()))?;
+        let topology =
+            with_io(builder)?.build().map_err(|e| format!("{}: hwloc cannot load it: {e}", path.display()))?;
         Ok(Self::from_hwloc(&topology, path.display().to_string(), &BTreeSet::new()))
     }
 
@@ -125,7 +126,9 @@ impl Topology {
     /// Writes the live host's topology as hwloc XML (what `lstopo FILE.xml` writes), for
     /// planning this host from another machine with `--topology-xml`.
     pub fn save_live_xml(path: &Path) -> Result<(), String> {
-        let topology = with_io(hwlocality::Topology::builder())?.build().map_err(|e| format!("hwloc cannot discover this host: {e}"))?;
+        let topology = with_io(hwlocality::Topology::builder())?
+            .build()
+            .map_err(|e| format!("hwloc cannot discover this host: {e}"))?;
         topology
             .export_xml_file(Some(path), hwlocality::topology::export::xml::XMLExportFlags::empty())
             .map_err(|e| format!("{}: {e}", path.display()))
@@ -152,7 +155,8 @@ impl Topology {
             if pci.class_id() >> 8 != 0x03 {
                 continue;
             }
-            let address = format!("{:04x}:{:02x}:{:02x}.{:x}", pci.domain(), pci.bus_id(), pci.bus_device(), pci.function());
+            let address =
+                format!("{:04x}:{:02x}:{:02x}.{:x}", pci.domain(), pci.bus_id(), pci.bus_device(), pci.function());
             // Locality: the NUMA nodes under the first ancestor that is not an I/O object. When
             // that is the whole machine on a multi-node host, the firmware gave no locality.
             let numa: Vec<u32> = dev
@@ -171,12 +175,24 @@ impl Topology {
                     name = Some(m.to_string_lossy().into_owned());
                 }
             }
-            displays.push(PciDisplay { pci: address, vendor: pci.vendor_id(), device: pci.device_id(), name, uuid, numa });
+            displays.push(PciDisplay {
+                pci: address,
+                vendor: pci.vendor_id(),
+                device: pci.device_id(),
+                name,
+                uuid,
+                numa,
+            });
         }
         Self::assemble(source, nodes, displays, extra_pci)
     }
 
-    fn assemble(source: String, nodes: Vec<NumaNode>, mut displays: Vec<PciDisplay>, extra_pci: &BTreeSet<String>) -> Topology {
+    fn assemble(
+        source: String,
+        nodes: Vec<NumaNode>,
+        mut displays: Vec<PciDisplay>,
+        extra_pci: &BTreeSet<String>,
+    ) -> Topology {
         displays.retain(|d| d.vendor == NVIDIA || extra_pci.contains(&d.pci));
         // NVIDIA GPUs first, so their indexes are nvidia-smi's whatever else a CDI spec names.
         displays.sort_by(|a, b| (a.vendor != NVIDIA, &a.pci).cmp(&(b.vendor != NVIDIA, &b.pci)));
@@ -293,7 +309,9 @@ pub fn driver_gpus(dir: &Path) -> Vec<DriverGpu> {
     out
 }
 
-fn with_io(builder: hwlocality::topology::builder::TopologyBuilder) -> Result<hwlocality::topology::builder::TopologyBuilder, String> {
+fn with_io(
+    builder: hwlocality::topology::builder::TopologyBuilder,
+) -> Result<hwlocality::topology::builder::TopologyBuilder, String> {
     // PCI devices are "important" I/O objects; bridges are kept too so locality walks up
     // through them as hwloc means it to.
     builder.with_io_type_filter(TypeFilter::KeepImportant).map_err(|e| format!("hwloc: {e}"))

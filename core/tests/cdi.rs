@@ -6,7 +6,11 @@ use aicontainers::cdi::{read_spec, NodeMap};
 
 fn shared(path: &str) -> std::path::PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/cdi").join(path);
-    assert!(p.exists(), "{} is missing: these tests read the shared fixtures next to the repository, which CI provides", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: these tests read the shared fixtures next to the repository, which CI provides",
+        p.display()
+    );
     p
 }
 
@@ -55,7 +59,8 @@ fn names_outside_cdis_grammar_never_reach_a_unit() {
         "cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices:\n- name: \"0\\n[Service]\\nExecStartPre=+/bin/sh -c id\"\n  containerEdits:\n    deviceNodes:\n    - path: /dev/dri/by-path/pci-0000:01:00.0-card\n- name: \"1%n\"\n- name: good\n  containerEdits:\n    deviceNodes:\n    - path: /dev/dri/by-path/pci-0000:02:00.0-card\n",
     )
     .expect("write");
-    let names: Vec<String> = read_spec(&spec, &NodeMap::default()).expect("reads").into_iter().map(|d| d.name).collect();
+    let names: Vec<String> =
+        read_spec(&spec, &NodeMap::default()).expect("reads").into_iter().map(|d| d.name).collect();
     assert_eq!(names, ["nvidia.com/gpu=good"]);
     std::fs::write(&spec, "kind: \"nvidia.com/gpu\\nX=1\"\ndevices: []\n").expect("write");
     assert!(read_spec(&spec, &NodeMap::default()).is_err(), "a kind outside the grammar");

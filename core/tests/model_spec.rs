@@ -24,11 +24,16 @@ fn models_are_read_with_their_sources_and_mounts() {
          [[model]]\nsource = \"hf://org/repo@v1\"\nmount = \"/models/hf\"\n"
     ))
     .expect("valid");
-    let m: Vec<(String, String, String)> = service.models.iter().map(|m| (m.name.clone(), m.source.canonical(), m.mount.clone())).collect();
+    let m: Vec<(String, String, String)> =
+        service.models.iter().map(|m| (m.name.clone(), m.source.canonical(), m.mount.clone())).collect();
     assert_eq!(
         m,
         [
-            ("mistral-7b".into(), "oci://registry.example:5000/models/mistral-7b:q4_k".into(), "/models/mistral".into()),
+            (
+                "mistral-7b".into(),
+                "oci://registry.example:5000/models/mistral-7b:q4_k".into(),
+                "/models/mistral".into()
+            ),
             ("tiny".into(), format!("https://example.org/m/tiny.gguf#sha256={hex}"), "/models/tiny".into()),
             ("repo".into(), "hf://org/repo@v1".into(), "/models/hf".into()),
         ]
@@ -46,7 +51,10 @@ fn bad_models_are_reported_at_their_line_and_key() {
     let text = errors.join("\n");
     assert!(text.contains("svc.toml:5:10: model.source: `oci://r/m`: name a tag"), "{text}");
     assert!(text.contains("svc.toml:6:9: model.mount: `models`: expected an absolute path"), "{text}");
-    assert!(text.contains("svc.toml:8:10: model.source: `https://example.org/m.gguf`: an https:// model must be pinned"), "{text}");
+    assert!(
+        text.contains("svc.toml:8:10: model.source: `https://example.org/m.gguf`: an https:// model must be pinned"),
+        "{text}"
+    );
     assert!(text.contains("svc.toml:10:1: model.size: unknown key `size`"), "{text}");
     assert!(text.contains("model.source: missing required key"), "{text}");
     assert!(text.contains("svc.toml:12:9: model.mount: `/a/../etc`"), "{text}");

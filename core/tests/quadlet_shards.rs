@@ -36,10 +36,15 @@ fn sharded_quadlet_runs_finish_every_unit_and_keep_messages_with_their_service()
     for i in 0..300 {
         // svc-150 asks for an image Quadlet (the stand-in) refuses.
         let image = if i == 150 { "localhost/REFUSE:1" } else { "localhost/a:1" };
-        fs::write(conf.join(format!("svc-{i:03}.toml")), format!("[service]\nimage = \"{image}\"\nrun-as = \"aimodels\"\n")).expect("write");
+        fs::write(
+            conf.join(format!("svc-{i:03}.toml")),
+            format!("[service]\nimage = \"{image}\"\nrun-as = \"aimodels\"\n"),
+        )
+        .expect("write");
     }
     let accounts = FixedAccounts::parse(&["aimodels:990".to_owned()]).expect("accounts");
-    let plan = generate::plan(&[&conf], &accounts, PodmanVersion(5, 4, 0), &HostGpus::from_xml(Path::new("/nonexistent")));
+    let plan =
+        generate::plan(&[&conf], &accounts, PodmanVersion(5, 4, 0), &HostGpus::from_xml(Path::new("/nonexistent")));
     assert_eq!(plan.services.len(), 300);
     let quadlet = Quadlet { path: script, version: PodmanVersion(5, 4, 0) };
     let outcome = generate::write_units(plan, &out, &quadlet, Path::new("/usr/bin/aictl")).expect("writes");
@@ -55,6 +60,9 @@ fn sharded_quadlet_runs_finish_every_unit_and_keep_messages_with_their_service()
     let failed: Vec<String> = outcome.failed.iter().flat_map(|f| f.diagnostics.iter().map(|d| d.to_string())).collect();
     assert_eq!(
         failed,
-        [format!("{}: podman's Quadlet refused it: converting \"svc-150.container\": unsupported key", conf.join("svc-150.toml").display())]
+        [format!(
+            "{}: podman's Quadlet refused it: converting \"svc-150.container\": unsupported key",
+            conf.join("svc-150.toml").display()
+        )]
     );
 }

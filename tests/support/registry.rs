@@ -63,8 +63,19 @@ impl Registry {
                 ),
             )
             .expect("config");
-            let child = Command::new(REGISTRY_BIN).arg("serve").arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("docker-registry starts");
-            let mut registry = Registry { child, addr: addr.clone(), storage: storage.clone(), _dir: tempfile::tempdir().expect("tempdir") };
+            let child = Command::new(REGISTRY_BIN)
+                .arg("serve")
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("docker-registry starts");
+            let mut registry = Registry {
+                child,
+                addr: addr.clone(),
+                storage: storage.clone(),
+                _dir: tempfile::tempdir().expect("tempdir"),
+            };
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 if let Ok(r) = ureq::get(&format!("http://{addr}/v2/")).call() {
@@ -85,8 +96,10 @@ impl Registry {
     /// Pushes a blob (POST then PUT, the two-step upload every registry takes); returns its digest.
     pub fn push_blob(&self, repo: &str, data: &[u8]) -> String {
         let digest = sha256(data);
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
-        let r = agent.post(&format!("http://{}/v2/{repo}/blobs/uploads/", self.addr)).send_empty().expect("upload starts");
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+        let r =
+            agent.post(&format!("http://{}/v2/{repo}/blobs/uploads/", self.addr)).send_empty().expect("upload starts");
         assert_eq!(r.status(), 202, "upload start");
         let location = r.headers().get("location").and_then(|l| l.to_str().ok()).expect("location").to_owned();
         let location = if location.starts_with('/') { format!("http://{}{location}", self.addr) } else { location };
@@ -102,7 +115,8 @@ impl Registry {
 
     pub fn push_manifest(&self, repo: &str, reference: &str, manifest: &serde_json::Value) -> String {
         let body = serde_json::to_vec(manifest).expect("json");
-        let media_type = manifest["mediaType"].as_str().unwrap_or("application/vnd.oci.image.manifest.v1+json").to_owned();
+        let media_type =
+            manifest["mediaType"].as_str().unwrap_or("application/vnd.oci.image.manifest.v1+json").to_owned();
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let mut r = agent
             .put(&format!("http://{}/v2/{repo}/manifests/{reference}", self.addr))
@@ -132,7 +146,14 @@ impl Registry {
         self.push_layers(repo, tag, &config_digest, config.len(), layers)
     }
 
-    pub fn push_layers(&self, repo: &str, tag: &str, config_digest: &str, config_size: usize, layers: Vec<serde_json::Value>) -> String {
+    pub fn push_layers(
+        &self,
+        repo: &str,
+        tag: &str,
+        config_digest: &str,
+        config_size: usize,
+        layers: Vec<serde_json::Value>,
+    ) -> String {
         let manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -149,4 +170,3 @@ impl Registry {
         self.storage.join(format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
     }
 }
-

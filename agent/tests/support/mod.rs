@@ -81,8 +81,11 @@ impl FakeSystemd {
     ) -> zbus::fdo::Result<OwnedObjectPath> {
         self.calls.lock().unwrap().push((method.into(), name.into()));
         let path = ensure_unit(server, name).await?;
-        let (active, sub, result) =
-            if name.starts_with("broken") && active == "active" { ("failed", "failed", "failed") } else { (active, sub, "done") };
+        let (active, sub, result) = if name.starts_with("broken") && active == "active" {
+            ("failed", "failed", "failed")
+        } else {
+            (active, sub, "done")
+        };
         set_unit_state(server, &path, active, sub).await?;
         let id = self.next_job.fetch_add(1, Ordering::SeqCst) + 1;
         let job = OwnedObjectPath::try_from(format!("{SYSTEMD_PATH}/job/{id}")).unwrap();
@@ -114,7 +117,11 @@ impl FakeSystemd {
     fn subscribe(&self) {
         self.calls.lock().unwrap().push(("Subscribe".into(), String::new()));
     }
-    async fn load_unit(&self, name: String, #[zbus(object_server)] server: &ObjectServer) -> zbus::fdo::Result<OwnedObjectPath> {
+    async fn load_unit(
+        &self,
+        name: String,
+        #[zbus(object_server)] server: &ObjectServer,
+    ) -> zbus::fdo::Result<OwnedObjectPath> {
         let path = ensure_unit(server, &name).await?;
         Ok(OwnedObjectPath::try_from(path).unwrap())
     }
@@ -152,7 +159,13 @@ impl FakeSystemd {
         Ok(())
     }
     #[zbus(signal)]
-    pub async fn job_removed(emitter: &SignalEmitter<'_>, id: u32, job: ObjectPath<'_>, unit: &str, result: &str) -> zbus::Result<()>;
+    pub async fn job_removed(
+        emitter: &SignalEmitter<'_>,
+        id: u32,
+        job: ObjectPath<'_>,
+        unit: &str,
+        result: &str,
+    ) -> zbus::Result<()>;
     #[zbus(signal)]
     pub async fn reloading(emitter: &SignalEmitter<'_>, active: bool) -> zbus::Result<()>;
 }
@@ -300,7 +313,9 @@ impl Rig {
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.path().join("dbus-daemon.log")).unwrap())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run dbus-daemon ({e}): install the Debian package dbus-daemon (tests/run-all does)"));
+            .unwrap_or_else(|e| {
+                panic!("cannot run dbus-daemon ({e}): install the Debian package dbus-daemon (tests/run-all does)")
+            });
         // dbus-daemon prints its address once it listens.
         let mut line = String::new();
         BufReader::new(dbus.stdout.take().unwrap()).read_line(&mut line).unwrap();
@@ -334,7 +349,22 @@ impl Rig {
         };
         let client = zbus::connection::Builder::address(address.as_str()).unwrap().build().await.unwrap();
         let agent_log = dir.path().join("agent.log");
-        Rig { dir, root, address, socket, dbus, agent: None, notify: None, agent_log, systemd, calls, polkit, checks, client, agent_args: Vec::new() }
+        Rig {
+            dir,
+            root,
+            address,
+            socket,
+            dbus,
+            agent: None,
+            notify: None,
+            agent_log,
+            systemd,
+            calls,
+            polkit,
+            checks,
+            client,
+            agent_args: Vec::new(),
+        }
     }
 
     /// Runs the agent and waits for its READY=1 on a notify socket of the test's own.
@@ -355,11 +385,20 @@ impl Rig {
         notify.set_read_timeout(Some(GUARD)).unwrap();
         let log = std::fs::File::create(&self.agent_log).unwrap();
         let mut agent = Command::new(env!("CARGO_BIN_EXE_aicontainersd"));
-        agent.args(["--bus-address", &self.address, "--root"]).arg(&self.root).arg("-v").args(&self.agent_args).env("NOTIFY_SOCKET", &notify_path).stderr(log);
+        agent
+            .args(["--bus-address", &self.address, "--root"])
+            .arg(&self.root)
+            .arg("-v")
+            .args(&self.agent_args)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .stderr(log);
         // GPUs are placed against a real H200 host captured by tests/device/gpu-probe (this
         // machine has none), with no CDI spec and no recorded holds of this machine.
         let h200 = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/h200/host-topology.xml");
-        agent.env("AICONTAINERS_TOPOLOGY_XML", h200).env("AICONTAINERS_CDI_DIRS", "/nonexistent").env("AICONTAINERS_GPU_CLAIMS", "/nonexistent");
+        agent
+            .env("AICONTAINERS_TOPOLOGY_XML", h200)
+            .env("AICONTAINERS_CDI_DIRS", "/nonexistent")
+            .env("AICONTAINERS_GPU_CLAIMS", "/nonexistent");
         if let Some(w) = watchdog {
             agent.env("WATCHDOG_USEC", w.as_micros().to_string());
         }
@@ -379,7 +418,10 @@ impl Rig {
             let mut buf = [0u8; 4096];
             while !all.contains(&what) {
                 let n = notify.recv(&mut buf).unwrap_or_else(|e| {
-                    panic!("no {what} from the agent ({e}); its log:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default())
+                    panic!(
+                        "no {what} from the agent ({e}); its log:\n{}",
+                        std::fs::read_to_string(&log_path).unwrap_or_default()
+                    )
                 });
                 all.push_str(&String::from_utf8_lossy(&buf[..n]));
                 all.push('\n');
@@ -423,7 +465,13 @@ impl Rig {
         let mut cmd = match uid {
             Some(uid) => {
                 let mut c = tokio::process::Command::new("setpriv");
-                c.args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into(), "--".into(), program.into()]);
+                c.args([
+                    format!("--reuid={uid}"),
+                    format!("--regid={uid}"),
+                    "--clear-groups".into(),
+                    "--".into(),
+                    program.into(),
+                ]);
                 c
             }
             None => tokio::process::Command::new(program),

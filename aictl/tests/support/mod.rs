@@ -149,14 +149,26 @@ fn answer(stream: TcpStream, handler: &dyn Fn(&Request) -> Reply, log: &Mutex<Ve
     log.lock().expect("log").push(request.clone());
     let reply = handler(&request);
     let mut stream = stream;
-    let range_start = request.headers.get("range").and_then(|r| r.strip_prefix("bytes=")).and_then(|r| r.trim_end_matches('-').parse::<usize>().ok());
+    let range_start = request
+        .headers
+        .get("range")
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.trim_end_matches('-').parse::<usize>().ok());
     let (status, body, extra) = match range_start {
-        Some(start) if reply.status == 200 && start < reply.body.len() => {
-            (206, reply.body[start..].to_vec(), format!("Content-Range: bytes {start}-{}/{}\r\n", reply.body.len() - 1, reply.body.len()))
-        }
+        Some(start) if reply.status == 200 && start < reply.body.len() => (
+            206,
+            reply.body[start..].to_vec(),
+            format!("Content-Range: bytes {start}-{}/{}\r\n", reply.body.len() - 1, reply.body.len()),
+        ),
         _ => (reply.status, reply.body, String::new()),
     };
-    write!(stream, "HTTP/1.1 {status} X\r\nContent-Type: {}\r\nContent-Length: {}\r\n{extra}{}Connection: close\r\n\r\n", reply.content_type, body.len(), reply.headers)?;
+    write!(
+        stream,
+        "HTTP/1.1 {status} X\r\nContent-Type: {}\r\nContent-Length: {}\r\n{extra}{}Connection: close\r\n\r\n",
+        reply.content_type,
+        body.len(),
+        reply.headers
+    )?;
     stream.write_all(&body)?;
     stream.flush()
 }

@@ -7,7 +7,13 @@ use std::io::Read;
 use super::paths::check_archive_entry;
 use super::{Compression, Digest, Error, Store, TreeFile};
 
-pub(crate) fn extract(store: &Store, digest: &Digest, compression: Compression, whiteouts: bool, files: &mut Vec<TreeFile>) -> Result<(), Error> {
+pub(crate) fn extract(
+    store: &Store,
+    digest: &Digest,
+    compression: Compression,
+    whiteouts: bool,
+    files: &mut Vec<TreeFile>,
+) -> Result<(), Error> {
     let path = store.blob_path(digest);
     let file = std::fs::File::open(&path).map_err(|e| Error::Io { path: path.clone(), source: e })?;
     let reader: Box<dyn Read> = match compression {
@@ -45,7 +51,10 @@ pub(crate) fn extract(store: &Store, digest: &Digest, compression: Compression, 
             files.push(TreeFile { path: rel, digest: blob, size });
         } else if kind.is_hard_link() {
             let target = entry.link_name_bytes().map(|t| String::from_utf8_lossy(&t).into_owned()).unwrap_or_default();
-            let Some(target) = check_archive_entry(&target).map_err(|why| bad(format!("hard link {rel}: {why}")))? else { continue };
+            let Some(target) = check_archive_entry(&target).map_err(|why| bad(format!("hard link {rel}: {why}")))?
+            else {
+                continue;
+            };
             if let Some(f) = files.iter().find(|f| f.path == target).cloned() {
                 files.retain(|f| f.path != rel);
                 files.push(TreeFile { path: rel, ..f });

@@ -106,7 +106,13 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
 pub fn encode_query(value: &str) -> String {
     value
         .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -116,7 +122,10 @@ mod tests {
 
     #[test]
     fn challenges() {
-        let c = parse_challenge(r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:m/x:pull""#).expect("parses");
+        let c = parse_challenge(
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:m/x:pull""#,
+        )
+        .expect("parses");
         assert_eq!(c.scheme, "bearer");
         assert_eq!(c.params["realm"], "https://auth.example/token");
         assert_eq!(c.params["scope"], "repository:m/x:pull");
@@ -128,7 +137,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("auth.json");
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let text = format!(r#"{{"auths": {{"reg.example:5000": {{"auth": "{}"}}, "reg.example:5000/models": {{"auth": "{}"}}}}}}"#, b64("any:1"), b64("models:2"));
+        let text = format!(
+            r#"{{"auths": {{"reg.example:5000": {{"auth": "{}"}}, "reg.example:5000/models": {{"auth": "{}"}}}}}}"#,
+            b64("any:1"),
+            b64("models:2")
+        );
         std::fs::write(&file, text).expect("write");
         let files = vec![dir.path().join("missing.json"), file];
         assert_eq!(credentials_in(&files, "reg.example:5000", "models/x"), Some(("models".into(), "2".into())));

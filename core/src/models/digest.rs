@@ -12,7 +12,9 @@ pub struct Digest(String);
 
 impl Digest {
     pub fn parse(s: &str) -> Result<Digest, String> {
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| format!("`{}` is not a sha256 digest (expected sha256:HEX)", s.escape_debug()))?;
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| format!("`{}` is not a sha256 digest (expected sha256:HEX)", s.escape_debug()))?;
         if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             Ok(Digest(hex.to_owned()))
         } else {
@@ -66,7 +68,10 @@ mod tests {
 
     #[test]
     fn only_well_formed_digests() {
-        assert_eq!(Digest::of(b"").to_string(), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            Digest::of(b"").to_string(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
         assert!(Digest::parse("sha256:../../etc/passwd").is_err());
         assert!(Digest::parse(&format!("sha256:{}", "A".repeat(64))).is_err());
         assert!(Digest::parse(&format!("sha512:{}", "a".repeat(64))).is_err());

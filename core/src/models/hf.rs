@@ -42,7 +42,12 @@ struct Lfs {
 }
 
 pub fn endpoint() -> String {
-    std::env::var("HF_ENDPOINT").ok().filter(|e| !e.is_empty()).unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()).trim_end_matches('/').to_owned()
+    std::env::var("HF_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned())
+        .trim_end_matches('/')
+        .to_owned()
 }
 
 fn token() -> Option<String> {
@@ -80,16 +85,24 @@ pub(crate) fn resolve(repo: &str, revision: &str) -> Result<Resolved, Error> {
         return Err(status_error(&mut response, &url));
     }
     let text = read_small(response.body_mut(), 64 << 20, &url)?;
-    let info: ModelInfo = serde_json::from_slice(&text).map_err(|e| Error::Fetch { url: url.clone(), message: format!("not a model description: {e}") })?;
+    let info: ModelInfo = serde_json::from_slice(&text)
+        .map_err(|e| Error::Fetch { url: url.clone(), message: format!("not a model description: {e}") })?;
     let commit_ok = !info.sha.is_empty() && info.sha.len() <= 64 && info.sha.bytes().all(|b| b.is_ascii_hexdigit());
     if !commit_ok {
         return Err(Error::Fetch { url, message: format!("`{}` is not a commit id", info.sha.escape_debug()) });
     }
     let mut items = Vec::new();
     for s in &info.siblings {
-        let path = check_relative(&s.rfilename).map_err(|why| Error::Fetch { url: url.clone(), message: format!("file list: {why}") })?;
+        let path = check_relative(&s.rfilename)
+            .map_err(|why| Error::Fetch { url: url.clone(), message: format!("file list: {why}") })?;
         let (digest, size) = match &s.lfs {
-            Some(lfs) => (Some(Digest::parse(&format!("sha256:{}", lfs.sha256)).map_err(|why| Error::Fetch { url: url.clone(), message: why })?), lfs.size.or(s.size)),
+            Some(lfs) => (
+                Some(
+                    Digest::parse(&format!("sha256:{}", lfs.sha256))
+                        .map_err(|why| Error::Fetch { url: url.clone(), message: why })?,
+                ),
+                lfs.size.or(s.size),
+            ),
             None => (None, s.size),
         };
         let file_url = format!("{endpoint}/{repo}/resolve/{}/{}", info.sha, encode_path(&path));

@@ -4,7 +4,12 @@ use super::store::Body;
 use super::{agent, read_small, source, Blob, Content, Digest, Error, Item, Resolved};
 
 /// A GET of `url` from `offset` with extra `headers`: 206 resumes, 200 starts over.
-pub(crate) fn get_range(agent: &ureq::Agent, url: &str, offset: u64, headers: &[(&str, String)]) -> Result<ureq::http::Response<ureq::Body>, Error> {
+pub(crate) fn get_range(
+    agent: &ureq::Agent,
+    url: &str,
+    offset: u64,
+    headers: &[(&str, String)],
+) -> Result<ureq::http::Response<ureq::Body>, Error> {
     let mut request = agent.get(url);
     for (name, value) in headers {
         request = request.header(*name, value);
@@ -22,9 +27,13 @@ pub(crate) fn body(mut response: ureq::http::Response<ureq::Body>, offset: u64, 
         206 if offset > 0 => {
             // The range must start where we asked.
             let range = response.headers().get("content-range").and_then(|v| v.to_str().ok()).unwrap_or("");
-            let start = range.strip_prefix("bytes ").and_then(|r| r.split('-').next()).and_then(|s| s.parse::<u64>().ok());
+            let start =
+                range.strip_prefix("bytes ").and_then(|r| r.split('-').next()).and_then(|s| s.parse::<u64>().ok());
             if start != Some(offset) {
-                return Err(Error::Fetch { url: url.to_owned(), message: format!("asked for bytes from {offset}, the server sent `{range}`") });
+                return Err(Error::Fetch {
+                    url: url.to_owned(),
+                    message: format!("asked for bytes from {offset}, the server sent `{range}`"),
+                });
             }
             Ok(Body::Resumed(Box::new(response.into_body().into_reader())))
         }
@@ -47,7 +56,10 @@ pub(crate) fn status_error(response: &mut ureq::http::Response<ureq::Body>, url:
         404 => " (no such model, tag, revision or file)",
         _ => "",
     };
-    Error::Fetch { url: url.to_owned(), message: format!("HTTP {status}{hint}{}", if said.is_empty() { String::new() } else { format!(": {said}") }) }
+    Error::Fetch {
+        url: url.to_owned(),
+        message: format!("HTTP {status}{hint}{}", if said.is_empty() { String::new() } else { format!(": {said}") }),
+    }
 }
 
 /// An `https://` source: one file, named by the URL's last segment, pinned by its digest.
@@ -56,7 +68,10 @@ pub(crate) fn resolve_url(url: &str, sha256: &Digest) -> Result<Resolved, Error>
     let agent = agent();
     Ok(Resolved {
         resolved: Some(sha256.to_string()),
-        items: vec![Item { blob: Blob { digest: Some(sha256.clone()), size: None, url: url.to_owned() }, content: Content::File(name) }],
+        items: vec![Item {
+            blob: Blob { digest: Some(sha256.clone()), size: None, url: url.to_owned() },
+            content: Content::File(name),
+        }],
         fetcher: Box::new(move |blob: &Blob, offset| {
             let response = get_range(&agent, &blob.url, offset, &[])?;
             body(response, offset, &blob.url)

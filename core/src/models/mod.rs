@@ -38,7 +38,9 @@ pub enum Error {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{url}: {message}")]
     Fetch { url: String, message: String },
-    #[error("{what}: digest mismatch: expected {expected}, received {size} bytes with digest {actual}; nothing was kept")]
+    #[error(
+        "{what}: digest mismatch: expected {expected}, received {size} bytes with digest {actual}; nothing was kept"
+    )]
     Mismatch { what: String, expected: Digest, actual: Digest, size: u64 },
     #[error("{0}")]
     Invalid(String),
@@ -50,14 +52,32 @@ pub enum Error {
 pub enum Event {
     /// The source was resolved: what it names now, how many blobs and bytes it has, and how
     /// many of those bytes are not in the store yet.
-    Resolved { resolved: Option<String>, blobs: usize, bytes: u64, missing: u64 },
+    Resolved {
+        resolved: Option<String>,
+        blobs: usize,
+        bytes: u64,
+        missing: u64,
+    },
     /// A blob download starts (at `offset` when a partial download resumes).
-    BlobStart { digest: Digest, size: Option<u64>, offset: u64 },
+    BlobStart {
+        digest: Digest,
+        size: Option<u64>,
+        offset: u64,
+    },
     /// `done` of `total` bytes of a blob are in.
-    Bytes { digest: Digest, done: u64, total: Option<u64> },
-    BlobDone { digest: Digest, transferred: u64 },
+    Bytes {
+        digest: Digest,
+        done: u64,
+        total: Option<u64>,
+    },
+    BlobDone {
+        digest: Digest,
+        transferred: u64,
+    },
     /// Unpacking an archive layer.
-    Extracting { digest: Digest },
+    Extracting {
+        digest: Digest,
+    },
 }
 
 /// The progress callback.
@@ -137,7 +157,12 @@ pub(crate) struct Resolved {
 pub(crate) type Fetcher = Box<dyn FnMut(&Blob, u64) -> Result<Body, Error>>;
 
 /// Pulls `source` into `store` and points its ref at it. See [`PullOptions`].
-pub fn pull(store: &Store, source: &Source, options: &PullOptions, progress: &mut Progress<'_>) -> Result<PullReport, Error> {
+pub fn pull(
+    store: &Store,
+    source: &Source,
+    options: &PullOptions,
+    progress: &mut Progress<'_>,
+) -> Result<PullReport, Error> {
     let started = Instant::now();
     let _lock = store.lock_shared()?;
     let report = |record: SourceRecord, transferred, fetched, present, cached| PullReport {
@@ -156,7 +181,11 @@ pub fn pull(store: &Store, source: &Source, options: &PullOptions, progress: &mu
     };
     if options.if_missing {
         if let Some(record) = store.record(source)? {
-            let record = if options.pin && !record.pinned { store.set_ref(source, &record.tree, record.resolved, true)? } else { record };
+            let record = if options.pin && !record.pinned {
+                store.set_ref(source, &record.tree, record.resolved, true)?
+            } else {
+                record
+            };
             return Ok(report(record, 0, 0, 0, true));
         }
     }
@@ -169,8 +198,17 @@ pub fn pull(store: &Store, source: &Source, options: &PullOptions, progress: &mu
     // Up to date: the same resolution, its tree still there.
     if let Some(record) = store.record(source)? {
         if resolved.resolved.is_some() && record.resolved == resolved.resolved {
-            let record = if options.pin && !record.pinned { store.set_ref(source, &record.tree, record.resolved, true)? } else { record };
-            progress(Event::Resolved { resolved: record.resolved.clone(), blobs: resolved.items.len(), bytes: record.size, missing: 0 });
+            let record = if options.pin && !record.pinned {
+                store.set_ref(source, &record.tree, record.resolved, true)?
+            } else {
+                record
+            };
+            progress(Event::Resolved {
+                resolved: record.resolved.clone(),
+                blobs: resolved.items.len(),
+                bytes: record.size,
+                missing: 0,
+            });
             return Ok(report(record, 0, 0, resolved.items.len(), false));
         }
     }
@@ -197,7 +235,14 @@ pub fn pull(store: &Store, source: &Source, options: &PullOptions, progress: &mu
     for item in &resolved.items {
         let digest = match &item.blob.digest {
             Some(digest) => {
-                let n = store.ensure_blob(digest, item.blob.size, &item.blob.url, options.limit_rate, &mut |offset| (resolved.fetcher)(&item.blob, offset), progress)?;
+                let n = store.ensure_blob(
+                    digest,
+                    item.blob.size,
+                    &item.blob.url,
+                    options.limit_rate,
+                    &mut |offset| (resolved.fetcher)(&item.blob, offset),
+                    progress,
+                )?;
                 if store.has_blob(digest) && n == 0 {
                     present += 1;
                 } else {
@@ -211,7 +256,10 @@ pub fn pull(store: &Store, source: &Source, options: &PullOptions, progress: &mu
                 let (Body::Whole(mut reader) | Body::Resumed(mut reader)) = body;
                 let (digest, size) = store.put_reader(&mut reader, &item.blob.url)?;
                 if item.blob.size.is_some_and(|s| s != size) {
-                    return Err(Error::Fetch { url: item.blob.url.clone(), message: format!("received {size} bytes, the file list says {}", item.blob.size.unwrap_or(0)) });
+                    return Err(Error::Fetch {
+                        url: item.blob.url.clone(),
+                        message: format!("received {size} bytes, the file list says {}", item.blob.size.unwrap_or(0)),
+                    });
                 }
                 fetched += 1;
                 transferred += size;
@@ -220,7 +268,9 @@ pub fn pull(store: &Store, source: &Source, options: &PullOptions, progress: &mu
         };
         match &item.content {
             Content::File(path) => {
-                let size = std::fs::metadata(store.blob_path(&digest)).map_err(|e| Error::Io { path: store.blob_path(&digest), source: e })?.len();
+                let size = std::fs::metadata(store.blob_path(&digest))
+                    .map_err(|e| Error::Io { path: store.blob_path(&digest), source: e })?
+                    .len();
                 files.push(TreeFile { path: path.clone(), digest, size });
             }
             Content::Archive { compression, whiteouts } => {
@@ -235,7 +285,13 @@ pub fn pull(store: &Store, source: &Source, options: &PullOptions, progress: &mu
 }
 
 /// `file://`: a file or a directory of this host, copied into the store.
-fn pull_local(store: &Store, source: &Source, path: &str, options: &PullOptions, started: Instant) -> Result<PullReport, Error> {
+fn pull_local(
+    store: &Store,
+    source: &Source,
+    path: &str,
+    options: &PullOptions,
+    started: Instant,
+) -> Result<PullReport, Error> {
     let root = std::path::Path::new(path);
     let meta = std::fs::symlink_metadata(root).map_err(|e| Error::Io { path: root.to_path_buf(), source: e })?;
     let mut files = Vec::new();
@@ -341,7 +397,10 @@ pub(crate) fn read_small(body: &mut ureq::Body, limit: u64, url: &str) -> Result
         .read_to_end(&mut out)
         .map_err(|e| Error::Fetch { url: url.to_owned(), message: format!("reading the response: {e}") })?;
     if out.len() as u64 > limit {
-        return Err(Error::Fetch { url: url.to_owned(), message: format!("the response is larger than {limit} bytes") });
+        return Err(Error::Fetch {
+            url: url.to_owned(),
+            message: format!("the response is larger than {limit} bytes"),
+        });
     }
     Ok(out)
 }

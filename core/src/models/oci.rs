@@ -23,12 +23,14 @@ use super::http::{body, status_error};
 use super::source::OciReference;
 use super::{agent, read_small, Blob, Compression, Content, Digest, Error, Item, Resolved, Source};
 
-pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+pub const MANIFEST_ACCEPT: &str =
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
 application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
 pub const MODELPACK_ARTIFACT: &str = "application/vnd.cncf.model.manifest.v1+json";
 pub const MODELPACK_CONFIG: &str = "application/vnd.cncf.model.config.v1+json";
-pub const FILEPATH_ANNOTATIONS: &[&str] = &["org.cncf.model.filepath", "org.cnai.model.filepath", "org.opencontainers.image.title"];
+pub const FILEPATH_ANNOTATIONS: &[&str] =
+    &["org.cncf.model.filepath", "org.cnai.model.filepath", "org.opencontainers.image.title"];
 
 const MANIFEST_LIMIT: u64 = 4 << 20;
 
@@ -117,39 +119,58 @@ impl Registry {
             }
             let response = request.call().map_err(|e| Error::Fetch { url: url.to_owned(), message: e.to_string() })?;
             if response.status().as_u16() == 401 && attempt == 0 {
-                let challenge = response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                let challenge =
+                    response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
                 self.authorization = Some(self.authenticate(&challenge, url)?);
                 continue;
             }
             return Ok(response);
         }
-        Err(Error::Fetch { url: url.to_owned(), message: "HTTP 401 Unauthorized after authenticating: check the credentials in containers-auth.json(5)".into() })
+        Err(Error::Fetch {
+            url: url.to_owned(),
+            message: "HTTP 401 Unauthorized after authenticating: check the credentials in containers-auth.json(5)"
+                .into(),
+        })
     }
 
     fn authenticate(&self, challenge: &str, url: &str) -> Result<String, Error> {
         let creds = auth::credentials(&self.registry, &self.repository);
-        let parsed = parse_challenge(challenge).ok_or_else(|| Error::Fetch { url: url.to_owned(), message: format!("HTTP 401 with an unreadable challenge `{challenge}`") })?;
+        let parsed = parse_challenge(challenge).ok_or_else(|| Error::Fetch {
+            url: url.to_owned(),
+            message: format!("HTTP 401 with an unreadable challenge `{challenge}`"),
+        })?;
         match parsed.scheme.as_str() {
             "basic" => {
                 let (user, pass) = creds.ok_or_else(|| Error::Fetch {
                     url: url.to_owned(),
-                    message: format!("HTTP 401: {} wants a password and no auth file has one for it (`podman login {}`)", self.registry, self.registry),
+                    message: format!(
+                        "HTTP 401: {} wants a password and no auth file has one for it (`podman login {}`)",
+                        self.registry, self.registry
+                    ),
                 })?;
                 Ok(basic(&user, &pass))
             }
             "bearer" => {
-                let realm = parsed.params.get("realm").ok_or_else(|| Error::Fetch { url: url.to_owned(), message: "bearer challenge without realm".into() })?;
+                let realm = parsed.params.get("realm").ok_or_else(|| Error::Fetch {
+                    url: url.to_owned(),
+                    message: "bearer challenge without realm".into(),
+                })?;
                 let mut token_url = format!("{realm}?");
                 if let Some(service) = parsed.params.get("service") {
                     token_url.push_str(&format!("service={}&", encode_query(service)));
                 }
-                let scope = parsed.params.get("scope").cloned().unwrap_or_else(|| format!("repository:{}:pull", self.repository));
+                let scope = parsed
+                    .params
+                    .get("scope")
+                    .cloned()
+                    .unwrap_or_else(|| format!("repository:{}:pull", self.repository));
                 token_url.push_str(&format!("scope={}", encode_query(&scope)));
                 let mut request = self.agent.get(&token_url);
                 if let Some((user, pass)) = &creds {
                     request = request.header("Authorization", &basic(user, pass));
                 }
-                let mut response = request.call().map_err(|e| Error::Fetch { url: token_url.clone(), message: e.to_string() })?;
+                let mut response =
+                    request.call().map_err(|e| Error::Fetch { url: token_url.clone(), message: e.to_string() })?;
                 if response.status().as_u16() != 200 {
                     return Err(status_error(&mut response, &token_url));
                 }
@@ -159,11 +180,18 @@ impl Registry {
                     access_token: Option<String>,
                 }
                 let text = read_small(response.body_mut(), 1 << 20, &token_url)?;
-                let t: Token = serde_json::from_slice(&text).map_err(|e| Error::Fetch { url: token_url.clone(), message: format!("not a token: {e}") })?;
-                let token = t.token.or(t.access_token).ok_or_else(|| Error::Fetch { url: token_url, message: "no token in the answer".into() })?;
+                let t: Token = serde_json::from_slice(&text)
+                    .map_err(|e| Error::Fetch { url: token_url.clone(), message: format!("not a token: {e}") })?;
+                let token = t
+                    .token
+                    .or(t.access_token)
+                    .ok_or_else(|| Error::Fetch { url: token_url, message: "no token in the answer".into() })?;
                 Ok(format!("Bearer {token}"))
             }
-            other => Err(Error::Fetch { url: url.to_owned(), message: format!("HTTP 401 with an unsupported scheme `{other}`") }),
+            other => Err(Error::Fetch {
+                url: url.to_owned(),
+                message: format!("HTTP 401 with an unsupported scheme `{other}`"),
+            }),
         }
     }
 
@@ -184,7 +212,8 @@ impl Registry {
 
     pub fn blob(&mut self, digest: &str, offset: u64) -> Result<super::store::Body, Error> {
         let url = self.blob_url(digest);
-        let headers: Vec<(&str, String)> = if offset > 0 { vec![("Range", format!("bytes={offset}-"))] } else { Vec::new() };
+        let headers: Vec<(&str, String)> =
+            if offset > 0 { vec![("Range", format!("bytes={offset}-"))] } else { Vec::new() };
         let response = self.get(&url, &headers)?;
         body(response, offset, &url)
     }
@@ -219,7 +248,10 @@ pub(crate) fn resolve(source: &Source) -> Result<Resolved, Error> {
             .iter()
             .find(|m| m.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == arch))
             .or_else(|| manifest.manifests.iter().find(|m| m.platform.is_none()))
-            .ok_or_else(|| Error::Fetch { url: client.manifest_url(&reference), message: format!("the index has no manifest for linux/{arch}") })?;
+            .ok_or_else(|| Error::Fetch {
+                url: client.manifest_url(&reference),
+                message: format!("the index has no manifest for linux/{arch}"),
+            })?;
         let child = Digest::parse(&chosen.digest).map_err(Error::Invalid)?;
         (bytes, digest) = client.manifest(&child.to_string())?;
         manifest = parse_manifest(&bytes, &client.manifest_url(&child.to_string()))?;
@@ -238,13 +270,17 @@ pub(crate) fn resolve(source: &Source) -> Result<Resolved, Error> {
 }
 
 fn parse_manifest(bytes: &[u8], url: &str) -> Result<Manifest, Error> {
-    serde_json::from_slice(bytes).map_err(|e| Error::Fetch { url: url.to_owned(), message: format!("not an OCI manifest: {e}") })
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::Fetch { url: url.to_owned(), message: format!("not an OCI manifest: {e}") })
 }
 
 /// How the layers of `manifest` become files. Every digest and path is checked here.
 pub(crate) fn plan(manifest: &Manifest, url: &dyn Fn(&str) -> String) -> Result<Vec<Item>, String> {
     let config_type = manifest.config.as_ref().map(|c| c.media_type.as_str()).unwrap_or("");
-    let modelpack = manifest.artifact_type.as_deref().is_some_and(|t| t.contains("vnd.cncf.model.") || t.contains("vnd.cnai.model."))
+    let modelpack = manifest
+        .artifact_type
+        .as_deref()
+        .is_some_and(|t| t.contains("vnd.cncf.model.") || t.contains("vnd.cnai.model."))
         || config_type.contains("vnd.cncf.model.")
         || config_type.contains("vnd.cnai.model.");
     let mut items = Vec::new();
@@ -260,8 +296,13 @@ pub(crate) fn plan(manifest: &Manifest, url: &dyn Fn(&str) -> String) -> Result<
         };
         let archive = |compression| Content::Archive { compression, whiteouts: !modelpack };
         let content = if mt.ends_with("+zstd") || mt.ends_with(".zstd") {
-            return Err(format!("layer {digest}: {mt} (zstd) is not supported by this version; push the layer uncompressed or gzipped"));
-        } else if mt.ends_with(".tar+gzip") || mt.ends_with(".tar.gzip") || mt == "application/vnd.oci.image.layer.v1.tar+gzip" {
+            return Err(format!(
+                "layer {digest}: {mt} (zstd) is not supported by this version; push the layer uncompressed or gzipped"
+            ));
+        } else if mt.ends_with(".tar+gzip")
+            || mt.ends_with(".tar.gzip")
+            || mt == "application/vnd.oci.image.layer.v1.tar+gzip"
+        {
             archive(Compression::Gzip)
         } else if mt.ends_with(".tar") || mt == "application/vnd.oci.image.layer.v1.tar" {
             archive(Compression::None)
@@ -284,7 +325,10 @@ pub(crate) fn plan(manifest: &Manifest, url: &dyn Fn(&str) -> String) -> Result<
             // `.raw` ModelPack layers and any other file-like layer that names its path.
             Content::File(path(None)?)
         };
-        items.push(Item { blob: Blob { digest: Some(digest.clone()), size: Some(layer.size), url: url(&layer.digest) }, content });
+        items.push(Item {
+            blob: Blob { digest: Some(digest.clone()), size: Some(layer.size), url: url(&layer.digest) },
+            content,
+        });
     }
     if items.is_empty() {
         return Err("the manifest has no layers: nothing to mount".into());
@@ -331,9 +375,16 @@ mod tests {
             r#"{{"config":{{"mediaType":"application/vnd.docker.ai.model.config.v0.1+json","digest":"{D}","size":2}},
             "layers":[{{"mediaType":"application/vnd.docker.ai.gguf.v3","digest":"{D}","size":3}}]}}"#
         ));
-        assert!(matches!(&plan(&m, &|d| d.to_owned()).expect("plan")[0].content, Content::File(p) if p == "model.gguf"));
-        let m = manifest(&format!(r#"{{"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{D}","size":3}}]}}"#));
-        assert!(matches!(plan(&m, &|d| d.to_owned()).expect("plan")[0].content, Content::Archive { compression: Compression::Gzip, whiteouts: true }));
+        assert!(
+            matches!(&plan(&m, &|d| d.to_owned()).expect("plan")[0].content, Content::File(p) if p == "model.gguf")
+        );
+        let m = manifest(&format!(
+            r#"{{"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{D}","size":3}}]}}"#
+        ));
+        assert!(matches!(
+            plan(&m, &|d| d.to_owned()).expect("plan")[0].content,
+            Content::Archive { compression: Compression::Gzip, whiteouts: true }
+        ));
     }
 
     #[test]

@@ -18,7 +18,9 @@ pub fn check_relative(path: &str) -> Result<String, String> {
     for component in path.split('/') {
         match component {
             "" => return Err(format!("`{shown}` has an empty component (`//` or a trailing `/`)")),
-            "." | ".." => return Err(format!("`{shown}` contains `{component}`: paths must stay inside the model's directory")),
+            "." | ".." => {
+                return Err(format!("`{shown}` contains `{component}`: paths must stay inside the model's directory"))
+            }
             c if c.len() > 255 => return Err(format!("`{shown}`: a component is longer than 255 bytes")),
             _ => {}
         }

@@ -53,7 +53,10 @@ impl Source {
     /// of an `https://` source (the `sha256` key); it may also be written as `#sha256=HEX`.
     pub fn parse(text: &str, sha256: Option<&str>) -> Result<Source, String> {
         if text.chars().any(|c| c.is_control() || c.is_whitespace() || "\\%\"'`$".contains(c)) {
-            return Err(format!("`{}`: a model source has no spaces, control characters, quotes, `\\`, `%` or `$`", text.escape_debug()));
+            return Err(format!(
+                "`{}`: a model source has no spaces, control characters, quotes, `\\`, `%` or `$`",
+                text.escape_debug()
+            ));
         }
         let source = if let Some(rest) = text.strip_prefix("oci://") {
             parse_oci(rest).map_err(|why| format!("`{text}`: {why}"))?
@@ -63,7 +66,10 @@ impl Source {
                 None => (rest, "main"),
             };
             check_hf_repo(repo).map_err(|why| format!("`{text}`: {why}"))?;
-            if revision.is_empty() || revision.len() > 128 || !revision.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+            if revision.is_empty()
+                || revision.len() > 128
+                || !revision.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            {
                 return Err(format!("`{text}`: `{revision}` is not a revision (a branch, tag or commit: letters, digits, `.`, `_`, `-`)"));
             }
             Source::Hf { repo: repo.to_owned(), revision: revision.to_owned() }
@@ -72,7 +78,9 @@ impl Source {
                 Some((url, f)) => (url, Some(f)),
                 None => (text, None),
             };
-            let from_fragment = fragment.map(|f| f.strip_prefix("sha256=").ok_or_else(|| format!("`{text}`: the only fragment allowed is #sha256=HEX")));
+            let from_fragment = fragment.map(|f| {
+                f.strip_prefix("sha256=").ok_or_else(|| format!("`{text}`: the only fragment allowed is #sha256=HEX"))
+            });
             let pin = match (sha256, from_fragment) {
                 (Some(s), None) => s.to_owned(),
                 (None, Some(f)) => f?.to_owned(),
@@ -88,7 +96,9 @@ impl Source {
             let (host, path) = host_and_path.split_once('/').unwrap_or((host_and_path, ""));
             check_host(host).map_err(|why| format!("`{text}`: {why}"))?;
             if file_name_of_url(url).is_none() {
-                return Err(format!("`{text}`: the URL must end in a file name (it names the file in the model's directory)"));
+                return Err(format!(
+                    "`{text}`: the URL must end in a file name (it names the file in the model's directory)"
+                ));
             }
             let _ = path;
             Source::Https { url: url.to_owned(), sha256 }
@@ -193,26 +203,30 @@ fn check_host(host: &str) -> Result<(), String> {
 fn parse_oci(rest: &str) -> Result<Source, String> {
     let (registry, path) = rest.split_once('/').ok_or("expected oci://HOST[:PORT]/REPOSITORY:TAG")?;
     check_host(registry)?;
-    let (repository, reference) = if let Some((repo, digest)) = path.split_once('@') {
-        (repo, OciReference::Digest(Digest::parse(digest)?))
-    } else {
-        // The tag follows the last `:` after the last `/`.
-        let slash = path.rfind('/').map_or(0, |i| i + 1);
-        match path[slash..].rfind(':') {
-            Some(i) => {
-                let tag = &path[slash + i + 1..];
-                let ok = !tag.is_empty()
-                    && tag.len() <= 128
-                    && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-                    && !tag.starts_with(['.', '-']);
-                if !ok {
-                    return Err(format!("`{tag}` is not a tag (letters, digits, `.`, `_`, `-`, at most 128)"));
+    let (repository, reference) =
+        if let Some((repo, digest)) = path.split_once('@') {
+            (repo, OciReference::Digest(Digest::parse(digest)?))
+        } else {
+            // The tag follows the last `:` after the last `/`.
+            let slash = path.rfind('/').map_or(0, |i| i + 1);
+            match path[slash..].rfind(':') {
+                Some(i) => {
+                    let tag = &path[slash + i + 1..];
+                    let ok = !tag.is_empty()
+                        && tag.len() <= 128
+                        && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                        && !tag.starts_with(['.', '-']);
+                    if !ok {
+                        return Err(format!("`{tag}` is not a tag (letters, digits, `.`, `_`, `-`, at most 128)"));
+                    }
+                    (&path[..slash + i], OciReference::Tag(tag.to_owned()))
                 }
-                (&path[..slash + i], OciReference::Tag(tag.to_owned()))
+                None => return Err(
+                    "name a tag (`:TAG`) or a digest (`@sha256:HEX`): a model is never pulled by an implied `latest`"
+                        .into(),
+                ),
             }
-            None => return Err("name a tag (`:TAG`) or a digest (`@sha256:HEX`): a model is never pulled by an implied `latest`".into()),
-        }
-    };
+        };
     // The distribution spec's repository grammar: lower-case components separated by `/`.
     let component_ok = |c: &str| {
         !c.is_empty()
@@ -268,7 +282,9 @@ pub fn systemd_unescape(s: &str) -> Result<String, String> {
             b'-' => out.push(b'/'),
             b'\\' => {
                 let hex = s.get(i + 2..i + 4).filter(|_| bytes.get(i + 1) == Some(&b'x'));
-                let value = hex.and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or_else(|| format!("`{s}`: bad escape at byte {i}"))?;
+                let value = hex
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| format!("`{s}`: bad escape at byte {i}"))?;
                 out.push(value);
                 i += 3;
             }

@@ -153,7 +153,14 @@ impl Copier<'_> {
     /// Copies `from` into `to` and through `hasher`; returns the bytes copied. The network read
     /// runs here while two helper threads write and hash each buffer, so the three overlap and
     /// a pull runs at the speed of the slowest, not of their sum.
-    fn copy(&mut self, from: &mut dyn Read, to: &mut (dyn Write + Send), hasher: &mut Sha256, mut done: u64, what: &str) -> Result<u64, Error> {
+    fn copy(
+        &mut self,
+        from: &mut dyn Read,
+        to: &mut (dyn Write + Send),
+        hasher: &mut Sha256,
+        mut done: u64,
+        what: &str,
+    ) -> Result<u64, Error> {
         let started = Instant::now();
         let mut copied = 0u64;
         let mut last_report = Instant::now();
@@ -184,7 +191,8 @@ impl Copier<'_> {
                         Ok(n) => filled += n,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(e) => {
-                            failure = Some(Error::Fetch { url: what.to_owned(), message: format!("reading the body: {e}") });
+                            failure =
+                                Some(Error::Fetch { url: what.to_owned(), message: format!("reading the body: {e}") });
                             break;
                         }
                     }
@@ -203,7 +211,10 @@ impl Copier<'_> {
                 }
                 if let Some(total) = self.total {
                     if done > total {
-                        failure = Some(Error::Fetch { url: what.to_owned(), message: format!("sent more than the {total} bytes announced for {}", self.digest) });
+                        failure = Some(Error::Fetch {
+                            url: what.to_owned(),
+                            message: format!("sent more than the {total} bytes announced for {}", self.digest),
+                        });
                         break;
                     }
                 }
@@ -246,7 +257,9 @@ impl Store {
 
     /// The store of this host: `$AICONTAINERS_MODELS_DIR`, else [`STORE_DIR`].
     pub fn system_root() -> PathBuf {
-        std::env::var_os("AICONTAINERS_MODELS_DIR").filter(|v| !v.is_empty()).map_or_else(|| PathBuf::from(STORE_DIR), PathBuf::from)
+        std::env::var_os("AICONTAINERS_MODELS_DIR")
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from(STORE_DIR), PathBuf::from)
     }
 
     pub fn root(&self) -> &Path {
@@ -309,7 +322,14 @@ impl Store {
         // A resumed download that fails its digest is tried once more from byte 0: the partial
         // file may predate a power loss.
         for attempt in 0..2 {
-            let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(FILE_MODE).open(&partial).map_err(io_err(&partial))?;
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(FILE_MODE)
+                .open(&partial)
+                .map_err(io_err(&partial))?;
             let mut have = file.metadata().map_err(io_err(&partial))?.len();
             if size.is_some_and(|s| have > s) {
                 have = 0;
@@ -371,7 +391,8 @@ impl Store {
     pub fn put_reader(&self, reader: &mut dyn Read, what: &str) -> Result<(Digest, u64), Error> {
         let tmp_dir = self.root.join("tmp");
         let tmp = tmp_dir.join(format!("put-{}-{}", std::process::id(), unique()));
-        let mut file = OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(&tmp).map_err(io_err(&tmp))?;
+        let mut file =
+            OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(&tmp).map_err(io_err(&tmp))?;
         let mut hasher = Sha256::new();
         let result = (|| {
             let mut writer = BufWriter::with_capacity(COPY_BUFFER, &mut file);
@@ -475,7 +496,13 @@ impl Store {
     }
 
     /// Points the ref of `source` at `tree`, atomically, and records where it came from.
-    pub fn set_ref(&self, source: &Source, tree: &Digest, resolved: Option<String>, pin: bool) -> Result<SourceRecord, Error> {
+    pub fn set_ref(
+        &self,
+        source: &Source,
+        tree: &Digest,
+        resolved: Option<String>,
+        pin: bool,
+    ) -> Result<SourceRecord, Error> {
         let files = self.tree(tree)?.files;
         let previous = self.record(source).ok().flatten();
         let record = SourceRecord {
@@ -513,7 +540,8 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err(&path)(e)),
         };
-        let record: SourceRecord = serde_json::from_slice(&text).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        let record: SourceRecord =
+            serde_json::from_slice(&text).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
         let present = self.tree_path(&record.tree).is_dir() && self.ref_path(source).is_dir();
         Ok(present.then_some(record))
     }
@@ -673,7 +701,13 @@ mod tests {
         let err = store.ensure_blob(&wrong, None, "test", None, &mut fetch, &mut p).expect_err("mismatch");
         assert!(err.to_string().contains("digest mismatch"), "{err}");
         assert!(!store.has_blob(&wrong));
-        assert_eq!(fs::read_dir(dir.path().join("tmp")).expect("tmp").filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".partial"))).count(), 0);
+        assert_eq!(
+            fs::read_dir(dir.path().join("tmp"))
+                .expect("tmp")
+                .filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".partial")))
+                .count(),
+            0
+        );
         assert_eq!(store.ensure_blob(&digest, Some(7), "test", None, &mut fetch, &mut p).expect("pull"), 7);
         assert_eq!(store.ensure_blob(&digest, Some(7), "test", None, &mut fetch, &mut p).expect("again"), 0);
         let mode = fs::metadata(store.blob_path(&digest)).expect("blob").permissions().mode();
@@ -694,7 +728,10 @@ mod tests {
             Ok(Body::Resumed(Box::new(Cursor::new(tail.clone())) as Box<dyn Read>))
         };
         let mut p = quiet();
-        assert_eq!(store.ensure_blob(&digest, Some(100_000), "test", None, &mut fetch, &mut p).expect("resume"), 40_000);
+        assert_eq!(
+            store.ensure_blob(&digest, Some(100_000), "test", None, &mut fetch, &mut p).expect("resume"),
+            40_000
+        );
         assert_eq!(asked, Some(60_000));
         assert_eq!(fs::read(store.blob_path(&digest)).expect("blob"), data);
     }
