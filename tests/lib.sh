@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by tests/e2e/run, tests/demo and tests/bench/generator: build this tree, boot a fresh
 # trixie VM ($AIC_VM_NAME) and install the build into it with `make install`.
 # Source it from the repository root.
