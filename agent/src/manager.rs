@@ -76,7 +76,7 @@ impl Agent {
             let claimed: Vec<&str> = claimed.iter().map(String::as_str).collect();
             let mut loaded = generate::load_claimed(&host.dirs(), &accounts, &claimed);
             // The same GPU placement the generator made (same files, topology and holds).
-            let warnings = generate::HostGpus::from_env().place(&mut loaded);
+            let warnings = aicontainers::host::HostGpus::from_env().place(&mut loaded);
             (loaded, warnings)
         })
         .await

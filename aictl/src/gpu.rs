@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use aicontainers::account::{Account, Accounts, HostAccounts};
-use aicontainers::generate::{self, HostGpus};
+use aicontainers::generate;
+use aicontainers::host::HostGpus;
 use aicontainers::placement::{Claim, Claims};
 use aicontainers::source::SYSTEM_DIRS;
 use aicontainers::topology::{list, Topology};

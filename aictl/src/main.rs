@@ -29,7 +29,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use aicontainers::account::{Accounts, FixedAccounts, HostAccounts};
-use aicontainers::generate::{self, HostGpus, Plan};
+use aicontainers::generate::{self, Plan};
+use aicontainers::host::HostGpus;
 use aicontainers::quadlet::Quadlet;
 use aicontainers::render::PodmanVersion;
 use aicontainers::source::{self, SYSTEM_DIRS};

@@ -26,7 +26,8 @@ fn main() {
     let mut times = Vec::new();
     for _ in 0..30 {
         let t = Instant::now();
-        let plan = generate::plan(&[dir.path()], &accounts, PodmanVersion(5, 4, 0), &generate::HostGpus::from_env());
+        let plan =
+            generate::plan(&[dir.path()], &accounts, PodmanVersion(5, 4, 0), &aicontainers::host::HostGpus::from_env());
         times.push(t.elapsed().as_secs_f64() * 1e3);
         assert_eq!(plan.services.len(), SERVICES);
     }

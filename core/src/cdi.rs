@@ -66,8 +66,8 @@ pub struct NodeMap {
 
 impl NodeMap {
     /// The live host's view: minors from the NVIDIA driver (read once by the caller, see
-    /// [`crate::topology::driver_gpus`]), DRM from sysfs.
-    pub fn live(driver: &[crate::topology::DriverGpu]) -> NodeMap {
+    /// [`crate::nvidia::driver_gpus`]), DRM from sysfs.
+    pub fn live(driver: &[crate::nvidia::DriverGpu]) -> NodeMap {
         let nvidia_minor = driver.iter().filter_map(|g| g.minor.map(|m| (m, g.pci.clone()))).collect();
         NodeMap { nvidia_minor, drm_class: Some(PathBuf::from("/sys/class/drm")) }
     }

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::account::{Account, Accounts};
 use crate::diag::Diagnostic;
+use crate::host::HostGpus;
 use crate::placement::{self, Assignment, Claims};
 use crate::quadlet::{finish_unit, Quadlet};
 use crate::render::{self, PodmanVersion};
@@ -197,42 +198,8 @@ pub fn render(loaded: Loaded, podman: PodmanVersion) -> Plan {
     Plan { services, failed, masked, problems }
 }
 
-/// Where placement learns about the host's GPUs.
-#[derive(Clone, Debug)]
-pub struct HostGpus {
-    /// Plan against this hwloc XML export instead of the live host.
-    pub topology_xml: Option<PathBuf>,
-    /// CDI spec directories, lowest priority first.
-    pub cdi_dirs: Vec<PathBuf>,
-    /// The claims file ([`placement::CLAIMS_PATH`]).
-    pub claims: PathBuf,
-}
-
+// Placement of the loaded services on the host: here, so that `host` knows nothing of the pipeline.
 impl HostGpus {
-    /// The installed system's places. `AICONTAINERS_TOPOLOGY_XML`, `AICONTAINERS_CDI_DIRS`
-    /// (colon-separated) and `AICONTAINERS_GPU_CLAIMS` replace them, for tests and for
-    /// planning another machine.
-    pub fn from_env() -> HostGpus {
-        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-        HostGpus {
-            topology_xml: var("AICONTAINERS_TOPOLOGY_XML").map(PathBuf::from),
-            cdi_dirs: var("AICONTAINERS_CDI_DIRS")
-                .map(|v| std::env::split_paths(&v).collect())
-                .unwrap_or_else(|| crate::cdi::SPEC_DIRS.iter().map(PathBuf::from).collect()),
-            claims: var("AICONTAINERS_GPU_CLAIMS").map_or_else(|| PathBuf::from(placement::CLAIMS_PATH), PathBuf::from),
-        }
-    }
-
-    /// Planning from `xml` alone: no CDI specs, no claims.
-    pub fn from_xml(xml: &Path) -> HostGpus {
-        HostGpus { topology_xml: Some(xml.to_path_buf()), cdi_dirs: Vec::new(), claims: PathBuf::from("/nonexistent") }
-    }
-
-    /// The topology placement works on, with warnings (unreadable CDI specs).
-    pub fn topology(&self) -> Result<(Topology, Vec<String>), String> {
-        Topology::for_host(self.topology_xml.as_deref(), &self.cdi_dirs)
-    }
-
     /// Places the GPUs of `loaded`; returns warnings worth logging. Reads nothing (claims,
     /// CDI specs, hwloc) when no service asks for GPUs.
     pub fn place(&self, loaded: &mut Loaded) -> Vec<String> {

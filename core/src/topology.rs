@@ -215,26 +215,6 @@ impl Topology {
         Topology { source, nodes, gpus }
     }
 
-    /// The host as the generator and `aictl` see it without NVML: hwloc (live, or `xml`),
-    /// NVIDIA driver info, and the GPUs' CDI names from the specs in `cdi_dirs`. CDI specs
-    /// that cannot be read are returned as warnings; they do not stop placement.
-    pub fn for_host(xml: Option<&Path>, cdi_dirs: &[std::path::PathBuf]) -> Result<(Topology, Vec<String>), String> {
-        let Some(xml) = xml else {
-            let driver = driver_gpus(Path::new(DRIVER_DIR));
-            let nodes = crate::cdi::NodeMap::live(&driver);
-            let (devices, warnings) = crate::cdi::read_dirs(cdi_dirs, &nodes);
-            let extra: BTreeSet<String> = devices.iter().filter_map(|d| d.pci.clone()).collect();
-            let mut topology = Topology::live(&extra)?;
-            topology.add_driver_info(&driver);
-            topology.add_cdi(&devices);
-            return Ok((topology, warnings));
-        };
-        let mut topology = Topology::from_xml(xml)?;
-        let (devices, warnings) = crate::cdi::read_dirs(cdi_dirs, &crate::cdi::NodeMap::default());
-        topology.add_cdi(&devices);
-        Ok((topology, warnings))
-    }
-
     /// Ties CDI device names to the GPUs they give. A `GPU-…` name (nvidia-ctk's UUID names)
     /// also tells the GPU's UUID when nothing else did, as at boot before the driver loads.
     pub fn add_cdi(&mut self, devices: &[crate::cdi::Device]) {
@@ -259,7 +239,7 @@ impl Topology {
     }
 
     /// Fills in what the NVIDIA kernel driver says: UUIDs and models.
-    pub fn add_driver_info(&mut self, driver: &[DriverGpu]) {
+    pub fn add_driver_info(&mut self, driver: &[crate::nvidia::DriverGpu]) {
         for d in driver {
             let Some(gpu) = self.gpus.iter_mut().find(|g| g.pci == d.pci) else { continue };
             if let Some(model) = &d.model {
@@ -270,43 +250,6 @@ impl Topology {
             }
         }
     }
-}
-
-/// Where the NVIDIA kernel driver describes each GPU it drives.
-pub const DRIVER_DIR: &str = "/proc/driver/nvidia/gpus";
-
-/// One GPU as the NVIDIA kernel driver describes it in `DRIVER_DIR/ADDRESS/information`: with
-/// no NVML and no GPU initialisation, so safe in a generator.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DriverGpu {
-    pub pci: String,
-    /// The N of `/dev/nvidiaN`.
-    pub minor: Option<u32>,
-    pub uuid: Option<String>,
-    pub model: Option<String>,
-}
-
-/// Reads every GPU in `dir` (normally [`DRIVER_DIR`]); none where the driver is not loaded.
-pub fn driver_gpus(dir: &Path) -> Vec<DriverGpu> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path().join("information")) else { continue };
-        let mut gpu = DriverGpu { pci: entry.file_name().to_string_lossy().to_lowercase(), ..DriverGpu::default() };
-        for line in text.lines() {
-            let Some((key, value)) = line.split_once(':') else { continue };
-            let value = value.trim();
-            match key.trim() {
-                "Model" if !value.is_empty() => gpu.model = Some(value.to_string()),
-                "GPU UUID" if value.starts_with("GPU-") => gpu.uuid = Some(value.to_string()),
-                "Device Minor" => gpu.minor = value.parse().ok(),
-                _ => {}
-            }
-        }
-        out.push(gpu);
-    }
-    out.sort_by(|a, b| a.pci.cmp(&b.pci));
-    out
 }
 
 fn with_io(
@@ -347,29 +290,6 @@ pub fn list(ids: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_drivers_view_of_a_gpu() {
-        // As the NVIDIA driver 580 wrote it on the H200 host of tests/fixtures/h200.
-        let dir = tempfile::tempdir().expect("tempdir");
-        let gpu = dir.path().join("0000:00:06.0");
-        std::fs::create_dir(&gpu).expect("mkdir");
-        std::fs::write(
-            gpu.join("information"),
-            "Model: \t\t NVIDIA H200\nIRQ:   \t\t 41\nGPU UUID: \t GPU-fc549a0c-02eb-8d42-5960-b2eea948f942\nVideo BIOS: \t 96.00.a5.00.1a\nBus Type: \t PCIe\nBus Location: \t 0000:00:06.0\nDevice Minor: \t 0\nGPU Excluded:\t No\n",
-        )
-        .expect("write");
-        assert_eq!(
-            driver_gpus(dir.path()),
-            [DriverGpu {
-                pci: "0000:00:06.0".into(),
-                minor: Some(0),
-                uuid: Some("GPU-fc549a0c-02eb-8d42-5960-b2eea948f942".into()),
-                model: Some("NVIDIA H200".into()),
-            }]
-        );
-        assert!(driver_gpus(Path::new("/nonexistent")).is_empty(), "no driver: no GPUs, no error");
-    }
 
     #[test]
     fn lists_use_the_kernels_syntax() {

@@ -7,7 +7,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use aicontainers::account::FixedAccounts;
-use aicontainers::generate::{self, HostGpus};
+use aicontainers::generate;
+use aicontainers::host::HostGpus;
 use aicontainers::render::PodmanVersion;
 use aicontainers::source;
 

@@ -7,7 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use aicontainers::account::FixedAccounts;
-use aicontainers::generate::{self, HostGpus};
+use aicontainers::generate;
+use aicontainers::host::HostGpus;
 use aicontainers::quadlet::Quadlet;
 use aicontainers::render::PodmanVersion;
 

@@ -68,7 +68,7 @@ fn main() -> ExitCode {
     let pending = Quadlet::ask_version();
     let mut loaded = generate::load(&config_dirs(), &HostAccounts::default());
     // GPU placement reads hwloc, CDI specs and the claims file: only when a service asks.
-    for warning in generate::HostGpus::from_env().place(&mut loaded) {
+    for warning in aicontainers::host::HostGpus::from_env().place(&mut loaded) {
         log.say(4, &warning);
     }
     let t_load = t0.elapsed();

@@ -13,7 +13,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use aicontainers::account::FixedAccounts;
-use aicontainers::generate::{self, HostGpus};
+use aicontainers::generate;
+use aicontainers::host::HostGpus;
 use aicontainers::quadlet::Quadlet;
 
 const DIRS: [&str; 3] = ["usr/lib/aicontainers", "run/aicontainers", "etc/aicontainers"];
