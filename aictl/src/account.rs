@@ -25,7 +25,7 @@ pub enum AccountCommand {
     Prepare {
         name: String,
         /// Home directory for a new account (holds its images and containers).
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         home: Option<PathBuf>,
     },
     /// Report whether an account is ready; exits 1 if not.

@@ -23,6 +23,7 @@ macro_rules! out_raw {
 mod account;
 mod gpu;
 mod live;
+mod manpage;
 mod model;
 
 use std::path::{Path, PathBuf};
@@ -51,6 +52,7 @@ enum Command {
     /// Any path works (Ansible's `validate: aictl validate %s` hands over a temporary file).
     Validate {
         /// Service files to check.
+        #[arg(value_name = "FILE")]
         files: Vec<PathBuf>,
         /// The files are drop-ins (partial files): only what they set is checked.
         #[arg(long)]
@@ -65,6 +67,7 @@ enum Command {
     /// Show the Quadlet files and the final units for service files, without touching the system.
     Render {
         /// Service files or directories (default: the system directories, layered).
+        #[arg(value_name = "PATH")]
         paths: Vec<PathBuf>,
         /// Plan with these accounts instead of the host's: NAME:UID (repeatable).
         #[arg(long, value_name = "NAME:UID")]
@@ -130,6 +133,10 @@ enum Command {
     Live(live::LiveCommand),
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
     Completions { shell: clap_complete::Shell },
+    /// Print the SYNOPSIS section of aictl(1), written from these definitions (man/aictl.1
+    /// holds it; a test keeps the two equal).
+    #[command(hide = true)]
+    ManpageSynopsis,
 }
 
 fn main() -> ExitCode {
@@ -153,6 +160,12 @@ fn main() -> ExitCode {
         Command::Model { command } => model::run(command),
         Command::HealthWatch { name, interval, foreground } => health_watch(&name, interval, foreground),
         Command::Live(command) => live::run(command),
+        Command::ManpageSynopsis => {
+            let mut cmd = Cli::command();
+            cmd.build();
+            out_raw!("{}", manpage::synopsis(&cmd));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "aictl", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
