@@ -49,7 +49,13 @@ pub fn run(command: AccountCommand) -> Result<ExitCode, String> {
 }
 
 fn run_tool(program: &str, args: &[&str]) -> Result<(), String> {
-    let status = Command::new(program).args(args).status().map_err(|e| format!("cannot run {program}: {e}"))?;
+    let status = Command::new(program).args(args).status().map_err(|e| match e.kind() {
+        // Debian testing no longer installs them in a minimal system.
+        std::io::ErrorKind::NotFound if matches!(program, "useradd" | "usermod") => {
+            format!("{program} is not installed: install the package that provides it (passwd on Debian, shadow-utils on Fedora)")
+        }
+        _ => format!("cannot run {program}: {e}"),
+    })?;
     if status.success() {
         Ok(())
     } else {
