@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use aicontainers::account::HostAccounts;
-use aicontainers::generate::{self, CLAIMED_UNIT_PATHS};
+use aicontainers::generate;
 use aicontainers::source::SYSTEM_DIRS;
 use futures_util::StreamExt;
 use zbus::fdo::PropertiesChangedStream;
@@ -72,9 +72,8 @@ impl Agent {
         let host = self.host.clone();
         let loaded = tokio::task::spawn_blocking(move || {
             let accounts = HostAccounts { subuid: host.path("/etc/subuid"), subgid: host.path("/etc/subgid") };
-            let claimed: Vec<String> = CLAIMED_UNIT_PATHS.iter().map(|p| host.path(p).display().to_string()).collect();
-            let claimed: Vec<&str> = claimed.iter().map(String::as_str).collect();
-            let mut loaded = generate::load_claimed(&host.dirs(), &accounts, &claimed);
+            let names = aicontainers::names::UnitNames::under(&host.root);
+            let mut loaded = generate::load_with(&host.dirs(), &accounts, &names);
             // The same GPU placement the generator made (same files, topology and holds).
             let warnings = aicontainers::host::HostGpus::from_env().place(&mut loaded);
             (loaded, warnings)

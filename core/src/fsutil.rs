@@ -1,10 +1,78 @@
-//! File operations that must not leave anything half-done: shared by the model store and the
-//! GPU claims file.
+//! File operations that must not leave anything half-done (shared by the model store and the
+//! GPU claims file), and the one way configuration files are read.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write as _};
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::io::{self, Read as _, Write as _};
+use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::Path;
+
+use nix::fcntl::OFlag;
+
+/// The most a service file, drop-in or Quadlet file may hold: 1 MiB, a thousand times what a
+/// real one needs, and as much as systemd allows for one line of a unit.
+pub const CONFIG_MAX: u64 = 1 << 20;
+
+/// What a configuration file is, when it is not a regular file.
+fn not_regular(kind: fs::FileType) -> Option<&'static str> {
+    if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else if kind.is_char_device() {
+        Some("a character device")
+    } else if kind.is_block_device() {
+        Some("a block device")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+/// Reads a configuration file (a service file, a drop-in, a Quadlet file) as UTF-8 text.
+///
+/// Links are followed: a service file may be a link to a regular file, as units may (a link
+/// to `/dev/null` masks, and is recognised before anything is read). What is at the end must
+/// be a regular file of at most [`CONFIG_MAX`] bytes: a FIFO, socket or device is refused
+/// after a `stat` and never opened (opening one can block, at boot, or act on a device), and
+/// the file is opened with `O_NONBLOCK | O_NOCTTY`, checked again with `fstat` on the opened
+/// descriptor (it may have been swapped in between) and read no further than the cap. The
+/// error is a sentence to follow the file name.
+pub fn read_config(path: &Path) -> Result<String, String> {
+    let refuse = |what: &str| {
+        Err(format!("is {what}, not a regular file: refused (a service file must be a regular file, or a link to one)"))
+    };
+    let meta = fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if let Some(what) = not_regular(meta.file_type()) {
+        return refuse(what);
+    }
+    let flags = (OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).bits();
+    let file = OpenOptions::new().read(true).custom_flags(flags).open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if let Some(what) = not_regular(meta.file_type()) {
+        return refuse(what);
+    }
+    let too_big = || format!("is larger than {CONFIG_MAX} bytes (1 MiB), the most a service file may hold: refused");
+    if meta.len() > CONFIG_MAX {
+        return Err(too_big());
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    file.take(CONFIG_MAX + 1).read_to_end(&mut data).map_err(|e| format!("cannot read: {e}"))?;
+    if data.len() as u64 > CONFIG_MAX {
+        return Err(too_big());
+    }
+    String::from_utf8(data).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let text = String::from_utf8_lossy(&e.as_bytes()[..at]);
+        let line = text.bytes().filter(|&b| b == b'\n').count() + 1;
+        format!(
+            "is not UTF-8 text (TOML files must be): the first bad byte is on line {line}, byte {} of the file",
+            at + 1
+        )
+    })
+}
 
 use nix::fcntl::{Flock, FlockArg};
 
@@ -27,4 +95,38 @@ pub fn write_durable(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
 pub fn lock(path: &Path, arg: FlockArg, mode: u32) -> io::Result<Flock<File>> {
     let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(mode).open(path)?;
     Flock::lock(f, arg).map_err(|(_, errno)| io::Error::from(errno))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn only_regular_files_within_the_cap_are_read() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let fifo = t.path().join("fifo.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+        // Would block forever in a plain read (no writer).
+        assert!(read_config(&fifo).unwrap_err().contains("is a FIFO"), "fifo");
+        let zero = t.path().join("zero.toml");
+        symlink("/dev/zero", &zero).expect("symlink");
+        assert!(read_config(&zero).unwrap_err().contains("character device"));
+        assert!(read_config(t.path()).unwrap_err().contains("directory"));
+        let big = t.path().join("big.toml");
+        fs::write(&big, vec![b'#'; CONFIG_MAX as usize + 1]).expect("write");
+        assert!(read_config(&big).unwrap_err().contains("larger than"));
+        let ok = t.path().join("ok.toml");
+        fs::write(&ok, vec![b'#'; CONFIG_MAX as usize]).expect("write");
+        assert_eq!(read_config(&ok).map(|s| s.len()), Ok(CONFIG_MAX as usize));
+        let link = t.path().join("link.toml");
+        symlink(&ok, &link).expect("symlink");
+        assert!(read_config(&link).is_ok(), "a link to a regular file is read");
+        let latin1 = t.path().join("latin1.toml");
+        fs::write(&latin1, b"# ok\n# caf\xe9\n").expect("write");
+        assert!(read_config(&latin1).unwrap_err().contains("line 2"));
+        let sock = t.path().join("sock.toml");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+        assert!(read_config(&sock).unwrap_err().contains("socket"));
+    }
 }

@@ -13,12 +13,14 @@ use serde::Serialize;
 use crate::account::{Account, Accounts};
 use crate::diag::Diagnostic;
 use crate::host::HostGpus;
+use crate::names::UnitNames;
 use crate::placement::{self, Assignment, Claims};
 use crate::quadlet::{finish_unit, Quadlet};
 use crate::render::{self, PodmanVersion};
 use crate::source::{self, Discovery};
 use crate::spec::Service;
 use crate::topology::Topology;
+use crate::unit::{self, Kind, UnitWriter};
 
 /// One service, ready for Quadlet.
 #[derive(Clone, Debug, Serialize)]
@@ -40,22 +42,11 @@ pub struct Failed {
     /// Whether it gets a unit that fails with the reasons. Not when the name belongs to
     /// another unit: that one must stay as it is.
     pub unit: bool,
-}
-
-/// Units of these names already exist: a generated unit would replace a packaged one
-/// (generator output ranks above /usr/lib/systemd/system) or clash with podman's own Quadlet
-/// files. `{}` is the service name.
-pub const CLAIMED_UNIT_PATHS: &[&str] = &[
-    "/usr/lib/systemd/system/{}.service",
-    "/lib/systemd/system/{}.service",
-    "/usr/local/lib/systemd/system/{}.service",
-    "/etc/containers/systemd/{}.container",
-    "/usr/share/containers/systemd/{}.container",
-];
-
-/// The existing unit or Quadlet file that already has the name `name`, if any.
-pub fn claimed_by(name: &str, patterns: &[&str]) -> Option<PathBuf> {
-    patterns.iter().map(|p| PathBuf::from(p.replace("{}", name))).find(|p| p.symlink_metadata().is_ok())
+    /// Whether the files ask to start at boot: the failing unit is then started at boot too,
+    /// so that the service shows up as failed.
+    pub enable: bool,
+    /// Only a warning: the sysadmin's own unit of that name wins (see [`crate::names`]).
+    pub warning: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -96,11 +87,12 @@ pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec
 
 /// Reads and checks every service in `dirs` and looks up their accounts. Never stops at a bad one.
 pub fn load<P: AsRef<Path>>(dirs: &[P], accounts: &dyn Accounts) -> Loaded {
-    load_claimed(dirs, accounts, CLAIMED_UNIT_PATHS)
+    load_with(dirs, accounts, &UnitNames::under(Path::new("/")))
 }
 
-/// [`load`], with the places of units that services must not replace given (for tests).
-pub fn load_claimed<P: AsRef<Path>>(dirs: &[P], accounts: &dyn Accounts, claimed: &[&str]) -> Loaded {
+/// [`load`], with the unit names that are already taken given (another root, for tests and
+/// the agent).
+pub fn load_with<P: AsRef<Path>>(dirs: &[P], accounts: &dyn Accounts, names: &UnitNames) -> Loaded {
     let Discovery { services, masked, problems } = source::discover(dirs);
     let mut loaded = Loaded { masked, problems, ..Loaded::default() };
     let checked = par_map(&services, source::load);
@@ -119,19 +111,31 @@ pub fn load_claimed<P: AsRef<Path>>(dirs: &[P], accounts: &dyn Accounts, claimed
                 }]
             })
         });
-        if let Some(other) = claimed_by(&files.name, claimed) {
-            let message = format!(
-                "{} already exists, so no unit is generated for this service (it would replace that one): rename the file",
-                other.display()
-            );
-            let diagnostics = vec![Diagnostic::file(&files.main, message)];
-            loaded.failed.push(Failed { name: files.name, source: files.main, diagnostics, unit: false });
+        if let Some(taken) = names.taken(&files.name) {
+            let diagnostics = vec![Diagnostic::file(&files.main, taken.message(&format!("{}.service", files.name)))];
+            let warning = taken.is_warning();
+            loaded.failed.push(Failed {
+                name: files.name,
+                source: files.main,
+                diagnostics,
+                unit: false,
+                enable: false,
+                warning,
+            });
             continue;
         }
         match checked {
             Ok(ok) => loaded.services.push(ok),
             Err(diagnostics) => {
-                loaded.failed.push(Failed { name: files.name, source: files.main, diagnostics, unit: true })
+                let enable = source::asks_enable(&files);
+                loaded.failed.push(Failed {
+                    name: files.name,
+                    source: files.main,
+                    diagnostics,
+                    unit: true,
+                    enable,
+                    warning: false,
+                })
             }
         }
     }
@@ -177,6 +181,8 @@ pub fn place(loaded: &mut Loaded, topology: impl FnOnce() -> Result<Topology, St
                     source: service.source.clone(),
                     diagnostics: vec![d],
                     unit: true,
+                    enable: service.enable,
+                    warning: false,
                 });
             }
         }
@@ -186,16 +192,26 @@ pub fn place(loaded: &mut Loaded, topology: impl FnOnce() -> Result<Topology, St
 
 /// Renders the loaded services for `podman`.
 pub fn render(loaded: Loaded, podman: PodmanVersion) -> Plan {
-    let Loaded { services, mut placements, failed, masked, problems } = loaded;
-    let services = services
-        .into_iter()
-        .map(|(service, account)| {
-            let placement = placements.remove(&service.name);
-            let container = render::container(&service, &account, podman, placement.as_ref());
-            Planned { service, account, placement, container }
-        })
-        .collect();
-    Plan { services, failed, masked, problems }
+    let Loaded { services, mut placements, mut failed, masked, problems } = loaded;
+    let mut planned = Vec::with_capacity(services.len());
+    for (service, account) in services {
+        let placement = placements.remove(&service.name);
+        match render::container(&service, &account, podman, placement.as_ref()) {
+            Ok(container) => planned.push(Planned { service, account, placement, container }),
+            // The format's checks use the writer's own rule, so this is a bug if it happens;
+            // still, the service fails with the reason rather than getting a bent unit.
+            Err(problems) => failed.push(Failed {
+                name: service.name.clone(),
+                diagnostics: problems.into_iter().map(|p| Diagnostic::file(&service.source, p)).collect(),
+                source: service.source,
+                unit: true,
+                enable: service.enable,
+                warning: false,
+            }),
+        }
+    }
+    failed.sort_by(|a, b| a.name.cmp(&b.name));
+    Plan { services: planned, failed, masked, problems }
 }
 
 // Placement of the loaded services on the host: here, so that `host` knows nothing of the pipeline.
@@ -275,7 +291,7 @@ pub fn write_units(plan: Plan, out_dir: &Path, quadlet: &Quadlet, aictl: &Path) 
         let unit_name = format!("{}.service", p.service.name);
         let Ok(unit) = fs::read_to_string(output.join(&unit_name)) else { return Ok(false) };
         let header = format!(
-            "# Generated by aicontainers-generator from {} by podman {}'s Quadlet.\n",
+            "Generated by aicontainers-generator from {} by podman {}'s Quadlet.",
             p.service.source.display(),
             quadlet.version
         );
@@ -345,6 +361,8 @@ pub fn write_units(plan: Plan, out_dir: &Path, quadlet: &Quadlet, aictl: &Path) 
                 source: p.service.source.clone(),
                 diagnostics: vec![Diagnostic::file(&p.service.source, message)],
                 unit: true,
+                enable: p.service.enable,
+                warning: false,
             });
         }
     }
@@ -354,8 +372,17 @@ pub fn write_units(plan: Plan, out_dir: &Path, quadlet: &Quadlet, aictl: &Path) 
 
     failed.sort_by(|a, b| a.name.cmp(&b.name));
     for f in failed.iter().filter(|f| f.unit) {
+        let unit_name = format!("{}.service", f.name);
         let text = failed_unit(f, aictl);
-        replace_file(&out_dir.join(format!("{}.service", f.name)), text.as_bytes())?;
+        replace_file(&out_dir.join(&unit_name), text.as_bytes())?;
+        // Started at boot as the valid unit would have been: it fails, and shows up as failed.
+        if f.enable {
+            let wants = out_dir.join("multi-user.target.wants");
+            fs::create_dir_all(&wants)?;
+            let link = wants.join(&unit_name);
+            let _ = fs::remove_file(&link);
+            symlink(Path::new("..").join(&unit_name), &link)?;
+        }
     }
     outcome.failed = failed;
     Ok(outcome)
@@ -373,21 +400,27 @@ pub fn quadlet_shards(services: usize) -> usize {
 
 /// The unit of a service that cannot run: starting it prints the reasons and fails.
 pub fn failed_unit(f: &Failed, aictl: &Path) -> String {
-    let mut u = String::new();
-    u.push_str(&format!(
-        "# Generated by aicontainers-generator: {} is not valid, so this unit only reports why.\n",
+    let mut u = UnitWriter::new();
+    u.comment(&format!(
+        "Generated by aicontainers-generator: {} is not valid, so this unit only reports why.",
         f.source.display()
     ));
     for d in &f.diagnostics {
-        u.push_str(&format!("#   {}\n", d.to_string().replace('\n', " ")));
+        u.comment(&format!("  {d}"));
     }
-    u.push_str("[Unit]\n");
-    u.push_str(&format!("Description=aicontainers service {} (invalid: see its file)\n", f.name));
-    u.push_str("Documentation=man:aicontainers.toml(5)\n");
-    u.push_str(&format!("SourcePath={}\n", f.source.display()));
-    u.push_str("\n[Service]\nType=oneshot\n");
-    u.push_str(&format!("ExecStart={} validate --service {}\n", aictl.display(), f.name));
-    u
+    u.section("Unit");
+    u.set("Description", Kind::Text, &format!("aicontainers service {} (invalid: see its file)", f.name));
+    u.set("Documentation", Kind::Text, "man:aicontainers.toml(5)");
+    // A path that cannot be written as a value is left out rather than bent.
+    let source = f.source.to_string_lossy();
+    if unit::check(Kind::Text, &source).is_ok() {
+        u.set("SourcePath", Kind::Text, &source);
+    }
+    u.section("Service");
+    u.set("Type", Kind::Verbatim, "oneshot");
+    u.words("ExecStart", &[aictl.to_string_lossy().as_ref(), "validate", "--service", &f.name]);
+    // The name is a service name and the rest is ours: nothing here can fail to be written.
+    u.finish().unwrap_or_else(|problems| unreachable!("failed unit of {}: {problems:?}", f.name))
 }
 
 /// Replaces `path` by renaming a complete file over it, so it is never seen half-written.

@@ -12,6 +12,7 @@ pub mod fsutil;
 pub mod generate;
 pub mod host;
 pub mod models;
+pub mod names;
 pub mod nvidia;
 pub mod placement;
 pub mod quadlet;
@@ -19,6 +20,7 @@ pub mod render;
 pub mod source;
 pub mod spec;
 pub mod topology;
+pub mod unit;
 
 pub use diag::Diagnostic;
 

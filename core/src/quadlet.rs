@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use crate::render::PodmanVersion;
+use crate::unit::{check, escape, Kind, UnitWriter};
 
 /// Where distributions install Quadlet (`$libexecdir/podman/quadlet`).
 pub const SEARCH_PATH: &[&str] = &[
@@ -103,13 +104,21 @@ impl Quadlet {
 
 /// Adjusts a unit Quadlet wrote from our `.container` file: `SourcePath=` to the service's own
 /// file, and the container-id file from `%t` (`/run`, root's) to the account's runtime dir.
+/// `header` becomes the first comment line. Both go through the unit writer's rules
+/// ([`crate::unit`]); a source path that cannot be written as a value leaves no `SourcePath=`.
 pub fn finish_unit(unit: &str, source: &Path, runtime_dir: &str, header: &str) -> String {
+    let mut head = UnitWriter::new();
+    head.comment(header);
+    let header = head.finish().unwrap_or_default();
+    let source = source.to_string_lossy();
+    let source = check(Kind::Text, &source).is_ok().then(|| escape(Kind::Text, &source));
     let mut out = String::with_capacity(unit.len() + header.len() + 64);
-    out.push_str(header);
+    out.push_str(&header);
     for line in unit.lines() {
         if line.starts_with("SourcePath=") {
+            let Some(source) = &source else { continue };
             out.push_str("SourcePath=");
-            out.push_str(&source.to_string_lossy());
+            out.push_str(source);
         } else if line.starts_with("Exec") {
             out.push_str(&line.replace("%t/%N.cid", &format!("{runtime_dir}/%N.cid")));
         } else {
@@ -127,7 +136,7 @@ mod tests {
     #[test]
     fn finish_moves_source_and_cid_file_only() {
         let unit = "[Unit]\nSourcePath=/run/x/in/a.container\n[Service]\nExecStart=/usr/bin/podman run --cidfile=%t/%N.cid --name a img\nExecStop=/usr/bin/podman rm -v -f -i --cidfile=%t/%N.cid\nEnvironment=T=%t/%N.cid\n";
-        let done = finish_unit(unit, Path::new("/etc/aicontainers/a.toml"), "/run/user/990", "# h\n");
+        let done = finish_unit(unit, Path::new("/etc/aicontainers/a.toml"), "/run/user/990", "h");
         assert_eq!(
             done,
             "# h\n[Unit]\nSourcePath=/etc/aicontainers/a.toml\n[Service]\nExecStart=/usr/bin/podman run --cidfile=/run/user/990/%N.cid --name a img\nExecStop=/usr/bin/podman rm -v -f -i --cidfile=/run/user/990/%N.cid\nEnvironment=T=%t/%N.cid\n"

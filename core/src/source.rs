@@ -37,8 +37,10 @@ pub struct Discovery {
     pub problems: Vec<Diagnostic>,
 }
 
+/// A link to `/dev/null` (directly, or through further links) masks, as for units.
 fn is_masked(path: &Path) -> bool {
     fs::read_link(path).is_ok_and(|target| target == Path::new("/dev/null"))
+        || fs::canonicalize(path).is_ok_and(|target| target == Path::new("/dev/null"))
 }
 
 /// One directory entry, with its type from readdir (no extra stat for plain files).
@@ -69,7 +71,20 @@ fn entries(dir: &Path, problems: &mut Vec<Diagnostic>) -> Vec<DirItem> {
             let mut out: Vec<DirItem> = rd
                 .filter_map(|e| e.ok())
                 .filter_map(|e| {
-                    let name = e.file_name().into_string().ok()?;
+                    let name = match e.file_name().into_string() {
+                        Ok(name) => name,
+                        Err(raw) => {
+                            // Reported, not skipped: it looks like a service file to the sysadmin.
+                            let bytes = raw.as_encoded_bytes();
+                            if bytes.ends_with(b".toml") || bytes.ends_with(b".toml.d") {
+                                problems.push(Diagnostic::file(
+                                    e.path(),
+                                    "the file name is not UTF-8, so it names no service: rename it",
+                                ));
+                            }
+                            return None;
+                        }
+                    };
                     (!name.starts_with('.')).then(|| DirItem { path: e.path(), file_type: e.file_type().ok(), name })
                 })
                 .collect();
@@ -145,7 +160,7 @@ fn drop_ins(dirs: &[PathBuf], problems: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
 }
 
 fn read(path: &Path) -> Result<String, Diagnostic> {
-    fs::read_to_string(path).map_err(|e| Diagnostic::file(path, format!("cannot read: {e}")))
+    crate::fsutil::read_config(path).map_err(|why| Diagnostic::file(path, why))
 }
 
 /// Reads, layers and checks one service. Every problem in every layer is returned.
@@ -198,6 +213,20 @@ fn merged(main: &Path, drop_ins: &[PathBuf]) -> (Option<doc::Node>, Vec<Diagnost
         }
     }
     (root, diags)
+}
+
+/// Whether the files ask to start at boot (`service.enable = true`), read from every layer
+/// that parses even when the service is invalid: an invalid service that asks to start at boot
+/// gets its failing unit started at boot, so that it shows up as failed.
+pub fn asks_enable(files: &ServiceFiles) -> bool {
+    let mut root = doc::Table::new();
+    for path in std::iter::once(&files.main).chain(&files.drop_ins) {
+        if let Ok(doc::Node { value: Value::Table(upper), .. }) = read(path).and_then(|text| doc::parse(path, text)) {
+            doc::merge(&mut root, upper);
+        }
+    }
+    let Some(Value::Table(service)) = root.get("service").map(|e| &e.node.value) else { return false };
+    matches!(service.get("enable").map(|e| &e.node.value), Some(Value::Boolean(true)))
 }
 
 /// The models a service names, even when the rest of its files has mistakes: what `aictl model

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::diag::{suggest, Diagnostic};
 use crate::doc::{Entry, Node, Origin, Table, Value};
+use crate::unit::{self, Kind};
 
 /// The only format version this build reads.
 pub const FORMAT_VERSION: i64 = 1;
@@ -312,6 +313,31 @@ impl<'a> Section<'a> {
     }
 }
 
+/// What the fixed part of the podman command Quadlet writes takes, at most (options, paths,
+/// models, devices), on top of the values of the file.
+const EXEC_LINE_RESERVE: usize = 16 * 1024;
+
+/// Whether `value` can be written to a unit as `kind` ([`crate::unit::check`], the writer's own
+/// rule); if not, says why at `origin`.
+fn unit_value(kind: Kind, value: &str, origin: &Origin, key: &str, diags: &mut Vec<Diagnostic>) -> bool {
+    match unit::check(kind, value) {
+        Ok(()) => true,
+        Err(why) => {
+            diags.push(origin.error(key, format!("{}: {why}", shown(value))));
+            false
+        }
+    }
+}
+
+/// A value quoted for a message, cut short when long.
+fn shown(value: &str) -> String {
+    const MAX: usize = 80;
+    match value.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{:?}... ({} bytes)", &value[..at], value.len()),
+        None => format!("{value:?}"),
+    }
+}
+
 const CONTROL_MESSAGE: &str = "contains a control character (NUL, escape, ...): only tab and newline are allowed";
 
 /// Control characters other than tab and newline cannot survive a unit file.
@@ -373,21 +399,17 @@ pub fn from_table(
     // Missing keys of [service] are reported at its header.
     let service_origin = visible.get("service").map_or_else(|| start_of(origin), |e| e.key_origin.clone());
 
-    let description = s.string("description", &mut diags).and_then(|(d, origin)| {
-        if d.ends_with('\\') {
-            diags.push(origin.error(
-                "service.description",
-                "must not end with a backslash (it would continue the unit file's line)",
-            ));
-            None
-        } else {
-            Some(d)
-        }
-    });
+    let description = s
+        .string("description", &mut diags)
+        .filter(|(d, origin)| unit_value(Kind::Text, d, origin, "service.description", &mut diags))
+        .map(|(d, _)| d);
     let image = match s.string("image", &mut diags) {
         Some((image, origin)) => {
-            if let Err(why) = check_image(&image) {
-                diags.push(origin.error("service.image", why));
+            match check_image(&image) {
+                Ok(()) => {
+                    unit_value(Kind::Arg, &image, origin, "service.image", &mut diags);
+                }
+                Err(why) => diags.push(origin.error("service.image", why)),
             }
             image
         }
@@ -407,7 +429,7 @@ pub fn from_table(
             ));
         } else if word == ";" {
             diags.push(origin.error("service.command", "a lone `;` separates commands on a unit's command line; put it inside a shell command (\"sh\", \"-c\", \"a; b\") instead"));
-        } else {
+        } else if unit_value(Kind::Word, &word, origin, "service.command", &mut diags) {
             command.push(word);
         }
     }
@@ -443,7 +465,9 @@ pub fn from_table(
             match &entry.node.value {
                 Value::String(v) if has_control(v) => diags.push(entry.node.origin.error(&path, CONTROL_MESSAGE)),
                 Value::String(v) => {
-                    environment.insert(key.clone(), v.clone());
+                    if unit_value(Kind::Word, &format!("{key}={v}"), &entry.node.origin, &path, &mut diags) {
+                        environment.insert(key.clone(), v.clone());
+                    }
                 }
                 Value::Integer(i) => {
                     environment.insert(key.clone(), i.to_string());
@@ -460,14 +484,16 @@ pub fn from_table(
     let mut ports = Vec::new();
     for (port, origin) in s.strings("ports", &mut diags).unwrap_or_default() {
         match check_port(&port) {
-            Ok(()) => ports.push(port),
+            Ok(()) if unit_value(Kind::Arg, &port, origin, "service.ports", &mut diags) => ports.push(port),
+            Ok(()) => {}
             Err(why) => diags.push(origin.error("service.ports", why)),
         }
     }
     let mut volumes = Vec::new();
     for (volume, origin) in s.strings("volumes", &mut diags).unwrap_or_default() {
         match check_volume(&volume) {
-            Ok(()) => volumes.push(volume),
+            Ok(()) if unit_value(Kind::Arg, &volume, origin, "service.volumes", &mut diags) => volumes.push(volume),
+            Ok(()) => {}
             Err(why) => diags.push(origin.error("service.volumes", why)),
         }
     }
@@ -571,7 +597,9 @@ pub fn from_table(
 
     let health = top.table("health", &mut diags).and_then(|t| {
         let h = Section::new("health", t, HEALTH_KEYS, &mut diags);
-        let command = h.string("command", &mut diags);
+        let command = h.string("command", &mut diags).filter(|(c, origin)| {
+            unit_value(Kind::Word, &format!("--health-cmd={c}"), origin, "health.command", &mut diags)
+        });
         if !partial && command.is_none() && h.get("command").is_none() {
             diags.push(
                 top.get("health")
@@ -587,6 +615,27 @@ pub fn from_table(
     });
 
     let models = models(&top, &volumes, &mut diags);
+
+    // Quadlet puts all of these on one ExecStart= line, which systemd reads only up to its limit.
+    let exec_line: usize = command
+        .iter()
+        .chain(&ports)
+        .chain(&volumes)
+        .chain(std::iter::once(&image))
+        .chain(health.iter().map(|h| &h.command))
+        .map(|w| unit::escape(Kind::Word, w).len() + 16)
+        .chain(environment.iter().map(|(k, v)| unit::escape(Kind::Word, &format!("{k}={v}")).len() + 16))
+        .sum();
+    if exec_line + EXEC_LINE_RESERVE >= unit::LONG_LINE_MAX {
+        diags.push(service_origin.error(
+            "service",
+            format!(
+                "the command, environment, ports and volumes make a podman command line of about {} bytes, longer than systemd reads in one unit line ({} bytes)",
+                exec_line + EXEC_LINE_RESERVE,
+                unit::LONG_LINE_MAX
+            ),
+        ));
+    }
 
     if !diags.is_empty() {
         diags.sort_by(|a, b| (&a.path, a.line, a.col).cmp(&(&b.path, b.line, b.col)));
@@ -795,16 +844,108 @@ fn check_account_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// An image reference as podman parses it (containers/image `docker/reference`, the
+/// distribution grammar): `[DOMAIN[:PORT]/]PATH[:TAG][@DIGEST]`, path components of lower-case
+/// letters and digits joined by `.`, `_`, `__` or dashes, a tag of at most 128 word characters,
+/// `.` and `-` (not starting with `.` or `-`), a `sha256:` or `sha512:` digest, at most 255
+/// characters of name. Names Quadlet reads as its own `.image` and `.build` units are refused.
 fn check_image(image: &str) -> Result<(), String> {
-    let ok = !image.is_empty()
-        && image.len() <= 512
-        && image.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/:@+".contains(&b))
-        && !image.starts_with(['-', '/', ':', '@']);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("`{image}` is not an image reference (such as `localhost/llama-server:latest` or `registry.example/org/name@sha256:...`)"))
+    let bad = |why: &str| {
+        Err(format!("`{image}` is not an image reference: {why} (such as `localhost/llama-server:latest` or `registry.example/org/name@sha256:...`)"))
+    };
+    if image.ends_with(".image") || image.ends_with(".build") {
+        return bad("podman's Quadlet takes a name ending in .image or .build for one of its own units, which services cannot use");
     }
+    let (rest, digest) = match image.split_once('@') {
+        Some((rest, digest)) => (rest, Some(digest)),
+        None => (image, None),
+    };
+    if let Some(digest) = digest {
+        let ok = match digest.split_once(':') {
+            Some(("sha256", hex)) => hex.len() == 64,
+            Some(("sha512", hex)) => hex.len() == 128,
+            _ => false,
+        } && digest.bytes().skip(7).all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !ok {
+            return bad("the digest must be sha256: and 64, or sha512: and 128, lower-case hex digits");
+        }
+    }
+    // The tag follows the last `:` after the last `/` (a `:` before it is the registry's port).
+    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match rest[last_slash..].rfind(':') {
+        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+        None => (rest, None),
+    };
+    if let Some(tag) = tag {
+        let ok = !tag.is_empty()
+            && tag.len() <= 128
+            && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+            && !tag.starts_with(['.', '-']);
+        if !ok {
+            return bad("a tag is 1 to 128 letters, digits, `_`, `.` and `-`, not starting with `.` or `-`");
+        }
+    }
+    if name.is_empty() || name.len() > 255 {
+        return bad("the name must be 1 to 255 characters");
+    }
+    let mut parts: Vec<&str> = name.split('/').collect();
+    // The first part is a registry when it looks like a host: a `.`, a `:` or `localhost`.
+    if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
+        let domain = parts.remove(0);
+        let (host, port) = match domain.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => (host, Some(port)),
+            _ => (domain, None),
+        };
+        if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+            return bad("the registry's port must be digits");
+        }
+        let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            v6.parse::<std::net::Ipv6Addr>().is_ok()
+        } else {
+            host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            })
+        };
+        if !host_ok {
+            return bad("the registry is not a host name");
+        }
+    }
+    for part in parts {
+        if !path_component(part) {
+            return bad(&format!(
+                "`{part}` is not a repository path component (lower-case letters and digits, joined by `.`, `_`, `__` or `-`)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`
+fn path_component(part: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = part.as_bytes();
+    if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        if alnum(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && !alnum(bytes[i]) {
+            i += 1;
+        }
+        let sep = &part[start..i];
+        if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|b| b == b'-')) {
+            return false;
+        }
+    }
+    true
 }
 
 fn is_env_name(name: &str) -> bool {
@@ -813,47 +954,80 @@ fn is_env_name(name: &str) -> bool {
         && !name.as_bytes()[0].is_ascii_digit()
 }
 
-/// `[IP:][HOSTPORT:]CONTAINERPORT[/PROTO]`, the `podman run --publish` shapes that Quadlet's
-/// `PublishPort=` takes. Port ranges are accepted where podman accepts them.
+/// `[[IP:]HOSTPORT:]CONTAINERPORT[/PROTO]`, as podman parses `--publish` (Quadlet's
+/// `PublishPort=`; podman's `specgenutil.CreatePortBindings`): an IPv6 address in brackets,
+/// ports 1-65535, ranges `START-END` with END above START and a host range as long as the
+/// container range, an empty host port (`IP::PORT`) for podman to choose, protocols `tcp`,
+/// `udp` and `sctp` (several with commas).
 fn check_port(spec: &str) -> Result<(), String> {
     let bad = |why: &str| {
         Err(format!("`{spec}`: {why} (expected [IP:]HOSTPORT:CONTAINERPORT[/tcp|udp], such as 127.0.0.1:8080:8080)"))
     };
-    let (rest, proto) = match spec.rsplit_once('/') {
+    let (rest, proto) = match spec.split_once('/') {
         Some((rest, proto)) => (rest, Some(proto)),
         None => (spec, None),
     };
     if let Some(proto) = proto {
-        if !["tcp", "udp", "sctp"].contains(&proto) {
-            return bad("the protocol must be tcp, udp or sctp");
+        let names: Vec<&str> = proto.split(',').collect();
+        if names.iter().any(|p| !["tcp", "udp", "sctp"].contains(p)) {
+            return bad("the protocol must be tcp, udp or sctp (or several, joined by commas)");
+        }
+        if (1..names.len()).any(|i| names[..i].contains(&names[i])) {
+            return bad("a protocol is named twice");
         }
     }
     // An IPv6 address is written in brackets: [::1]:8080:8080.
-    let (ip, ports) = if let Some(stripped) = rest.strip_prefix('[') {
+    let (ip, ports): (Option<&str>, Vec<&str>) = if let Some(stripped) = rest.strip_prefix('[') {
         match stripped.split_once("]:") {
-            Some((ip, ports)) => (Some(ip), ports),
-            None => return bad("an IPv6 address must be written as [ADDR]:HOSTPORT:CONTAINERPORT"),
+            Some((ip, ports)) if !ip.contains(']') => match ports.split(':').collect::<Vec<_>>() {
+                p if p.len() == 2 => (Some(ip), p),
+                _ => return bad("with an IPv6 address, write [ADDR]:HOSTPORT:CONTAINERPORT"),
+            },
+            _ => return bad("an IPv6 address must be written as [ADDR]:HOSTPORT:CONTAINERPORT"),
         }
     } else {
         let parts: Vec<&str> = rest.split(':').collect();
         match parts.len() {
-            1 | 2 => (None, rest),
-            3 => (Some(parts[0]), &rest[parts[0].len() + 1..]),
-            _ => return bad("too many `:`"),
+            1 | 2 => (None, parts),
+            3 => (Some(parts[0]), parts[1..].to_vec()),
+            _ => return bad("too many `:` (an IPv6 address goes in brackets)"),
         }
     };
     if let Some(ip) = ip {
-        if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
+        if ip.parse::<std::net::IpAddr>().is_err() {
             return bad(&format!("`{ip}` is not an IP address"));
         }
     }
-    for (i, part) in ports.split(':').enumerate() {
-        if part.is_empty() && i == 0 && ports.contains(':') {
-            continue; // IP::CONTAINERPORT lets podman choose the host port
+    let range = |part: &str| -> Result<u32, String> {
+        let numbers: Vec<&str> = part.split('-').collect();
+        let port = |p: &str| match p.parse::<u16>() {
+            Ok(n @ 1..) if p.bytes().all(|b| b.is_ascii_digit()) => Ok(u32::from(n)),
+            _ => Err(format!("`{part}` is not a port number (1-65535) or range")),
+        };
+        match numbers.as_slice() {
+            [one] => port(one).map(|_| 1),
+            [start, end] => {
+                let (start, end) = (port(start)?, port(end)?);
+                if end <= start {
+                    return Err(format!("`{part}`: the end of a range must be above its start"));
+                }
+                Ok(end - start + 1)
+            }
+            _ => Err(format!("`{part}` is not a port number (1-65535) or range")),
         }
-        let range: Vec<&str> = part.split('-').collect();
-        if range.len() > 2 || range.iter().any(|p| !matches!(p.parse::<u16>(), Ok(1..))) {
-            return bad(&format!("`{part}` is not a port number (1-65535) or range"));
+    };
+    let container = ports.last().copied().unwrap_or_default();
+    let container_len = match range(container) {
+        Ok(n) => n,
+        Err(why) => return bad(&why),
+    };
+    if ports.len() == 2 && !ports[0].is_empty() {
+        match range(ports[0]) {
+            Ok(n) if n != container_len => {
+                return bad(&format!("the host range has {n} ports and the container range {container_len}"))
+            }
+            Ok(_) => {}
+            Err(why) => return bad(&why),
         }
     }
     Ok(())
@@ -1038,12 +1212,40 @@ mod tests {
 
     #[test]
     fn ports() {
-        for ok in
-            ["8080", "8080:80", "127.0.0.1:8080:8080", "127.0.0.1::80", "[::1]:8080:80/udp", "9000-9001:9000-9001"]
-        {
+        for ok in [
+            "8080",
+            "8080:80",
+            "127.0.0.1:8080:8080",
+            "127.0.0.1::80",
+            "[::1]:8080:80/udp",
+            "9000-9001:9000-9001",
+            "80/tcp,udp",
+            "0.0.0.0:80:80",
+            "[::1]::80",
+        ] {
             assert_eq!(check_port(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "0:80", "70000:80", "a:b", "1.2.3:80:80", "80/icmp", "1:2:3:4", "::1:80:80"] {
+        for bad in [
+            "",
+            "0:80",
+            "70000:80",
+            "a:b",
+            "1.2.3:80:80",
+            "80/icmp",
+            "1:2:3:4",
+            "::1:80:80",
+            ":8080:80",
+            "80/",
+            "80/tcp/udp",
+            "80/tcp,tcp",
+            "9001-9000:80",
+            "9000-9002:9000-9001",
+            "+80",
+            "[::1]:80",
+            "[::1]:1:2:3",
+            "8080:",
+            "fe80::1%eth0:80:80",
+        ] {
             assert!(check_port(bad).is_err(), "{bad} should be refused");
         }
     }
@@ -1092,6 +1294,45 @@ mod tests {
         assert!(check_cdi_name("nvidia.com/gpu=0").is_ok());
         assert!(check_cdi_name("nvidia.com/gpu=GPU-4f8a1b2c-0000-1111-2222-333344445555").is_ok());
         assert!(check_cdi_name("gpu0").is_err());
+    }
+
+    #[test]
+    fn image_references_as_podman_reads_them() {
+        for ok in [
+            "busybox",
+            "localhost/llama-server:latest",
+            "registry.example:5000/org/name:v1.2-rc_3",
+            "quay.io/a/b/c@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "docker.io/library/ubuntu:24.04",
+            "a__b/c---d.e_f",
+            "[::1]:5000/x",
+            "127.0.0.1:5000/models/tiny:q4",
+        ] {
+            assert_eq!(check_image(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "Upper/Case",
+            "localhost/x:",
+            "localhost/x:-tag",
+            "x@sha256:abc",
+            "x@md5:0123456789abcdef0123456789abcdef",
+            "a//b",
+            "a/-b",
+            "a/b.",
+            "a___b",
+            "reg:port/x",
+            "-reg.io/x",
+            "web.image",
+            "localhost/app.build",
+            "x y",
+            "x\\",
+            "docker://busybox",
+        ] {
+            assert!(check_image(bad).is_err(), "{bad} should be refused");
+        }
+        let long = format!("localhost/{}", "a".repeat(250));
+        assert!(check_image(&long).is_err());
     }
 
     #[test]

@@ -119,15 +119,15 @@ fn one_bad_file_is_reported_and_the_others_are_still_planned() {
 #[test]
 fn a_service_named_like_an_existing_unit_gets_no_unit_at_all() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let vendor = dir.path().join("vendor");
+    let root = dir.path().join("root");
+    let vendor = root.join("usr/lib/systemd/system");
     fs::create_dir_all(&vendor).expect("mkdir");
     fs::write(vendor.join("ssh.service"), "[Service]\nExecStart=/usr/sbin/sshd -D\n").expect("write");
     let conf = dir.path().join("etc");
     fs::create_dir_all(&conf).expect("mkdir");
     fs::copy(repo().join("examples/hello.toml"), conf.join("ssh.toml")).expect("copy");
     fs::copy(repo().join("examples/hello.toml"), conf.join("hello.toml")).expect("copy");
-    let pattern = format!("{}/{{}}.service", vendor.display());
-    let loaded = generate::load_claimed(&[&conf], &accounts(), &[pattern.as_str()]);
+    let loaded = generate::load_with(&[&conf], &accounts(), &aicontainers::names::UnitNames::under(&root));
     assert_eq!(loaded.services.len(), 1, "hello is still planned");
     assert_eq!(loaded.failed.len(), 1);
     let f = &loaded.failed[0];

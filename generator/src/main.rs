@@ -137,6 +137,8 @@ fn fail_all(plan: &mut Plan, why: &str) {
             source: p.service.source.clone(),
             diagnostics: vec![Diagnostic::file(&p.service.source, why)],
             unit: true,
+            enable: p.service.enable,
+            warning: false,
         });
     }
 }
