@@ -100,11 +100,14 @@ fn prepare(name: &str, home: Option<PathBuf>) -> Result<ExitCode, String> {
     if account.uid == 0 {
         return Err(format!("account {name} has UID 0; choose another"));
     }
+    if account.gid == 0 {
+        return Err(format!("account {name} has primary group 0 (root); give it a group of its own"));
+    }
 
     let subuid = fs::read_to_string("/etc/subuid").unwrap_or_default();
     let subgid = fs::read_to_string("/etc/subgid").unwrap_or_default();
     if subid_count(&subuid, &account) < SUBID_RANGE || subid_count(&subgid, &account) < SUBID_RANGE {
-        let start = free_subid_start(&[&subuid, &subgid]);
+        let start = free_subid_start(&[&subuid, &subgid])?;
         let range = format!("{start}-{}", start + SUBID_RANGE - 1);
         let mut args = Vec::new();
         if subid_count(&subuid, &account) < SUBID_RANGE {
@@ -150,20 +153,29 @@ fn run_as(name: &str, command: &[String]) -> Result<ExitCode, String> {
     Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
 }
 
-/// The first multiple of 65536 at or above SUBID_MIN that is past every range in the files.
-fn free_subid_start(files: &[&str]) -> u64 {
+/// The first multiple of 65536 at or above SUBID_MIN that is past every range in the files,
+/// such that the whole range still fits in the kernel's 32-bit IDs. Whatever numbers the files
+/// hold, nothing overflows: a range reaching past 2^32 leaves no room, and says so.
+fn free_subid_start(files: &[&str]) -> Result<u64, String> {
     let end = files
         .iter()
         .flat_map(|text| text.lines())
         .filter_map(|l| {
             let mut f = l.trim().split(':');
             let (_, start, count) = (f.next()?, f.next()?.parse::<u64>().ok()?, f.next()?.parse::<u64>().ok()?);
-            Some(start + count)
+            Some(start.saturating_add(count))
         })
         .max()
         .unwrap_or(0)
         .max(SUBID_MIN);
-    end.div_ceil(SUBID_RANGE) * SUBID_RANGE
+    let start = end.div_ceil(SUBID_RANGE).saturating_mul(SUBID_RANGE);
+    let last = start.saturating_add(SUBID_RANGE - 1);
+    if last > u64::from(u32::MAX - 1) {
+        return Err(format!(
+            "no free range of {SUBID_RANGE} subordinate IDs below 2^32 in /etc/subuid and /etc/subgid (they already reach {end}); add one by hand with usermod --add-subuids/--add-subgids"
+        ));
+    }
+    Ok(start)
 }
 
 fn check(name: &str) -> Result<ExitCode, String> {
@@ -212,8 +224,12 @@ mod tests {
 
     #[test]
     fn subid_start_is_past_every_range() {
-        assert_eq!(free_subid_start(&["", ""]), 131072);
-        assert_eq!(free_subid_start(&["a:100000:65536\n", "b:165536:65536\n"]), 262144);
-        assert_eq!(free_subid_start(&["junk\n", ""]), 131072);
+        assert_eq!(free_subid_start(&["", ""]), Ok(131072));
+        assert_eq!(free_subid_start(&["a:100000:65536\n", "b:165536:65536\n"]), Ok(262144));
+        assert_eq!(free_subid_start(&["junk\n", ""]), Ok(131072));
+        let max = u64::MAX;
+        assert!(free_subid_start(&[&format!("a:{max}:{max}\n"), ""]).is_err(), "no overflow, no room");
+        assert!(free_subid_start(&["a:4294901760:1\n", ""]).is_err(), "the range must fit in 32 bits");
+        assert_eq!(free_subid_start(&["a:4294770688:1\n", ""]), Ok(4294836224));
     }
 }

@@ -238,7 +238,7 @@ pub fn topology(xml: Option<&Path>, config: &[PathBuf], json: bool) -> Result<Ex
         table(&rows);
     }
     for w in &warnings {
-        eprintln!("aictl: warning: {w}");
+        eprintln!("aictl: warning: {}", aicontainers::diag::escape(w));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -314,7 +314,7 @@ pub fn release(path: &Path, name: &str) -> Result<ExitCode, String> {
 /// Changes the claims file ([`Claims::update`]), saying so when a broken one was kept aside.
 fn update_claims(path: &Path, change: impl FnOnce(&mut Claims)) -> Result<ExitCode, String> {
     if let Some(warning) = Claims::update(path, change)? {
-        eprintln!("aictl: {warning}");
+        eprintln!("aictl: {}", aicontainers::diag::escape(&warning));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -215,13 +215,15 @@ fn print_table(rows: &[Row]) {
     let mut table: Vec<[String; 6]> = vec![["NAME", "STATE", "ACCOUNT", "GPUS", "NUMA", "IMAGE"].map(String::from)];
     for r in rows {
         let numa: Vec<String> = r.numa_nodes.iter().map(u32::to_string).collect();
+        // What the agent answers is escaped like every diagnostic: a cell holds one line.
+        let e = |s: String| aicontainers::diag::escape(&s).into_owned();
         table.push([
-            r.name.clone(),
-            r.state.clone(),
-            dash(r.account.clone()),
-            dash(r.gpus.join(",")),
+            e(r.name.clone()),
+            e(r.state.clone()),
+            e(dash(r.account.clone())),
+            e(dash(r.gpus.join(","))),
             dash(numa.join(",")),
-            dash(r.image.clone()),
+            e(dash(r.image.clone())),
         ]);
     }
     let mut widths = [0usize; 6];
@@ -235,7 +237,8 @@ fn print_table(rows: &[Row]) {
         out!("{}", cells.join("  ").trim_end());
     }
     for r in rows.iter().filter(|r| !r.problems.is_empty()) {
-        out!("{}: cannot run, its files are invalid: see `aictl validate --service {}`", r.name, r.name);
+        let name = aicontainers::diag::escape(&r.name);
+        out!("{name}: cannot run, its files are invalid: see `aictl validate --service {name}`");
     }
 }
 
@@ -364,6 +367,7 @@ async fn follow_pull(conn: &Connection, source: &str, json: bool) -> Result<Exit
                     serde_json::json!({ "event": "progress", "job": job.as_str(), "state": state, "bytes_done": done, "bytes_total": total })
                 );
             } else if state == "running" && total > 0 {
+                let source = aicontainers::diag::escape(source);
                 let line = format!(
                     "{source}: {} / {} {:>3}%",
                     crate::model::human(done),
@@ -419,9 +423,12 @@ async fn follow_pull(conn: &Connection, source: &str, json: bool) -> Result<Exit
         );
     } else {
         out!(
-            "{source}: ready at {path} ({}, {}) (aicontainersd job {job})",
+            "{}: ready at {} ({}, {}) (aicontainersd job {})",
+            aicontainers::diag::escape(source),
+            aicontainers::diag::escape(&path),
             crate::model::files(files.len()),
-            crate::model::human(size)
+            crate::model::human(size),
+            aicontainers::diag::escape(job.as_str())
         );
     }
     Ok(ExitCode::SUCCESS)

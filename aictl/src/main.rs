@@ -174,7 +174,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("aictl: {message}");
+            // Messages carry file names, values and the agent's answers: one line each, escaped.
+            eprintln!("aictl: {}", aicontainers::diag::escape(&message));
             ExitCode::FAILURE
         }
     }
@@ -182,7 +183,13 @@ fn main() -> ExitCode {
 
 fn validate(files: &[PathBuf], drop_in: bool, json: bool) -> Result<ExitCode, String> {
     if files.is_empty() {
-        return Err("validate: name at least one file (or --service NAME)".into());
+        // A wrong command line, as clap reports its own: usage on stderr, exit status 2.
+        let mut cmd = Cli::command();
+        let sub = cmd.find_subcommand_mut("validate").expect("validate is a subcommand");
+        let err =
+            sub.error(clap::error::ErrorKind::MissingRequiredArgument, "name at least one FILE, or --service NAME");
+        let _ = err.print();
+        return Ok(ExitCode::from(2));
     }
     let mut all: Vec<Diagnostic> = Vec::new();
     for file in files {
@@ -285,13 +292,13 @@ fn render(
     let plan = plan_paths(paths, accounts.as_ref(), version, &gpus)?;
     if json {
         out!("{}", serde_json::to_string_pretty(&plan).map_err(|e| e.to_string())?);
-        return Ok(if plan.failed.is_empty() && plan.problems.is_empty() {
+        return Ok(if plan.failed.iter().all(|f| f.warning) && plan.problems.is_empty() {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
         });
     }
-    let ok = plan.failed.is_empty() && plan.problems.is_empty();
+    let ok = plan.failed.iter().all(|f| f.warning) && plan.problems.is_empty();
     for d in &plan.problems {
         eprintln!("{d}");
     }

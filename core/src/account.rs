@@ -57,6 +57,11 @@ impl Accounts for HostAccounts {
         if account.uid == 0 {
             return Err(format!("account `{name}` has UID 0; services run rootless"));
         }
+        if account.gid == 0 {
+            return Err(format!(
+                "account `{name}` has primary group 0 (root), so its files and processes would be root's group; services run rootless: give it a group of its own"
+            ));
+        }
         for (file, what) in [(&self.subuid, "UIDs"), (&self.subgid, "GIDs")] {
             let text = fs::read_to_string(file).unwrap_or_default();
             let have = subid_count(&text, &account);
@@ -72,6 +77,7 @@ impl Accounts for HostAccounts {
 }
 
 /// How many subordinate IDs `account` owns in a subuid/subgid file (by name or by UID).
+/// Counts add up without overflowing (a file may hold any numbers).
 pub fn subid_count(text: &str, account: &Account) -> u64 {
     let uid = account.uid.to_string();
     text.lines()
@@ -81,7 +87,7 @@ pub fn subid_count(text: &str, account: &Account) -> u64 {
             let (who, _start, count) = (f.next()?, f.next()?, f.next()?);
             (who == account.name || who == uid).then(|| count.parse::<u64>().ok()).flatten()
         })
-        .sum()
+        .fold(0u64, u64::saturating_add)
 }
 
 /// A fixed set of accounts, for rendering without the host (tests, planning for another machine).
@@ -120,5 +126,7 @@ mod tests {
         assert_eq!(subid_count("aimodels:100000:65536\n", &a), 65536);
         assert_eq!(subid_count("990:100000:65536\nother:1:5\n", &a), 65536);
         assert_eq!(subid_count("# aimodels:1:1\nother:1:5\n", &a), 0);
+        let huge = format!("aimodels:1:{max}\naimodels:1:{max}\n990:1:{max}\n", max = u64::MAX);
+        assert_eq!(subid_count(&huge, &a), u64::MAX, "saturates instead of overflowing");
     }
 }

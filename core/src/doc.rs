@@ -67,6 +67,8 @@ pub struct Node {
 pub enum Value {
     String(String),
     Integer(i64),
+    /// An integer TOML accepts that does not fit in 64 bits, as written: reported as such.
+    BigInteger(String),
     Float(f64),
     Boolean(bool),
     /// Datetimes have no meaning in the format; they are kept only to be reported as such.
@@ -80,6 +82,7 @@ impl Value {
         match self {
             Value::String(_) => "a string",
             Value::Integer(_) => "an integer",
+            Value::BigInteger(_) => "an integer too large for 64 bits",
             Value::Float(_) => "a float",
             Value::Boolean(_) => "a boolean",
             Value::Datetime(_) => "a datetime",
@@ -104,6 +107,7 @@ impl fmt::Display for Value {
         match self {
             Value::String(s) => write!(f, "{s:?}"),
             Value::Integer(i) => write!(f, "{i}"),
+            Value::BigInteger(i) => f.write_str(i),
             Value::Float(x) => write!(f, "{x}"),
             Value::Boolean(b) => write!(f, "{b}"),
             Value::Datetime(d) => f.write_str(d),
@@ -145,12 +149,21 @@ fn convert_table(file: &Arc<SourceFile>, table: DeTable<'_>) -> Table {
 fn convert(file: &Arc<SourceFile>, value: toml::Spanned<DeValue<'_>>) -> Node {
     let origin = Origin { file: file.clone(), span: value.span() };
     let value = match value.into_inner() {
-        DeValue::String(s) => Value::String(s.into_owned()),
+        DeValue::String(s) => {
+            // TOML lets a parser turn the line ends inside a multi-line string into the
+            // platform's own (toml-lang 1.0, "Strings"): a file saved with CRLF means LF.
+            let raw = file.text.get(origin.span.clone()).unwrap_or_default();
+            if (raw.starts_with("\"\"\"") || raw.starts_with("'''")) && s.contains("\r\n") {
+                Value::String(s.replace("\r\n", "\n"))
+            } else {
+                Value::String(s.into_owned())
+            }
+        }
         DeValue::Integer(i) => {
             // The parser has already checked the digits; only out-of-range values fail here.
             match i64::from_str_radix(i.as_str(), i.radix()) {
                 Ok(v) => Value::Integer(v),
-                Err(_) => Value::Float(f64::INFINITY),
+                Err(_) => Value::BigInteger(file.text.get(origin.span.clone()).unwrap_or(i.as_str()).to_owned()),
             }
         }
         DeValue::Float(x) => Value::Float(x.as_str().replace('_', "").parse().unwrap_or(f64::NAN)),
@@ -205,6 +218,24 @@ mod tests {
         assert_eq!(err.path, Path::new("bad.toml"));
         assert_eq!(err.line, 2, "{err}");
         assert!(err.message.starts_with("TOML syntax error"), "{err}");
+    }
+
+    #[test]
+    fn crlf_files_read_as_lf_files() {
+        let t =
+            table("crlf.toml", "[service]\r\nd = \"\"\"a\r\nb\"\"\"\r\nl = '''\r\nc\r\nd'''\r\ne = \"x\\r\\n\"\r\n");
+        let Value::Table(service) = &t["service"].node.value else { panic!() };
+        assert!(matches!(&service["d"].node.value, Value::String(s) if s == "a\nb"));
+        assert!(matches!(&service["l"].node.value, Value::String(s) if s == "c\nd"));
+        assert!(matches!(&service["e"].node.value, Value::String(s) if s == "x\r\n"), "escapes are kept");
+        assert_eq!(service["l"].key_origin.line_col(), (4, 1));
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_stay_integers() {
+        let t = table("big.toml", "a = 99999999999999999999\nb = 0xffffffffffffffffff\n");
+        assert!(matches!(&t["a"].node.value, Value::BigInteger(s) if s == "99999999999999999999"));
+        assert_eq!(t["b"].node.value.type_name(), "an integer too large for 64 bits");
     }
 
     #[test]

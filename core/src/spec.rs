@@ -255,6 +255,10 @@ impl<'a> Section<'a> {
                 diags.push(entry.node.origin.error(&self.path(key), format!("{i} is out of range {min}..={max}")));
                 None
             }
+            Value::BigInteger(ref i) => {
+                diags.push(entry.node.origin.error(&self.path(key), format!("{i} is out of range {min}..={max}")));
+                None
+            }
             _ => {
                 diags.push(self.type_error(key, &entry.node, "an integer"));
                 None
@@ -471,6 +475,9 @@ pub fn from_table(
                 }
                 Value::Integer(i) => {
                     environment.insert(key.clone(), i.to_string());
+                }
+                Value::BigInteger(i) => {
+                    environment.insert(key.clone(), i.replace('_', ""));
                 }
                 Value::Boolean(b) => {
                     environment.insert(key.clone(), b.to_string());

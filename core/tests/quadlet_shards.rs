@@ -13,11 +13,11 @@ use aicontainers::quadlet::Quadlet;
 use aicontainers::render::PodmanVersion;
 
 const FAKE_QUADLET: &str = r#"#!/bin/sh
-# Stand-in for podman's Quadlet: one unit per .container file; refuses files that say REFUSE.
+# Stand-in for podman's Quadlet: one unit per .container file; refuses files that say refuse-me.
 out=$2
 for f in "$QUADLET_UNIT_DIRS"/*.container; do
     n=$(basename "$f" .container)
-    if grep -q REFUSE "$f"; then
+    if grep -q refuse-me "$f"; then
         echo "quadlet-generator[$$]: converting \"$n.container\": unsupported key" >&2
         continue
     fi
@@ -36,7 +36,7 @@ fn sharded_quadlet_runs_finish_every_unit_and_keep_messages_with_their_service()
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
     for i in 0..300 {
         // svc-150 asks for an image Quadlet (the stand-in) refuses.
-        let image = if i == 150 { "localhost/REFUSE:1" } else { "localhost/a:1" };
+        let image = if i == 150 { "localhost/refuse-me:1" } else { "localhost/a:1" };
         fs::write(
             conf.join(format!("svc-{i:03}.toml")),
             format!("[service]\nimage = \"{image}\"\nrun-as = \"aimodels\"\n"),

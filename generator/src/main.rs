@@ -28,8 +28,11 @@ impl Log {
         Log(OpenOptions::new().write(true).open("/dev/kmsg").ok())
     }
 
-    /// `level` is a syslog priority: 3 error, 4 warning, 6 info, 7 debug.
+    /// `level` is a syslog priority: 3 error, 4 warning, 6 info, 7 debug. The message is
+    /// escaped as every diagnostic is (`aicontainers::diag::escape`): one record, one line,
+    /// whatever file names, values or Quadlet's words it carries.
     fn say(&mut self, level: u8, message: &str) {
+        let message = aicontainers::diag::escape(message);
         let pid = std::process::id();
         match &mut self.0 {
             // One write per record: the kernel takes each write as one message.
@@ -103,12 +106,13 @@ fn main() -> ExitCode {
     }
     for f in &outcome.failed {
         for d in &f.diagnostics {
-            log.say(3, &format!("{} (service {} skipped)", d, f.name));
+            log.say(if f.warning { 4 } else { 3 }, &format!("{} (service {} skipped)", d, f.name));
         }
     }
+    let invalid = outcome.failed.iter().filter(|f| !f.warning).count();
     log.say(
         if outcome.failed.is_empty() { 7 } else { 4 },
-        &format!("{} services generated, {} invalid", outcome.generated.len(), outcome.failed.len()),
+        &format!("{} services generated, {invalid} invalid", outcome.generated.len()),
     );
     if timing {
         let steps: Vec<String> = outcome.timings.iter().map(|(step, ms)| format!("{step} {ms:.2} ms")).collect();
@@ -123,7 +127,7 @@ fn main() -> ExitCode {
         );
     }
     // Like Quadlet: a failed file makes the run fail (systemd logs it), the rest is written.
-    if outcome.failed.is_empty() && outcome.problems.is_empty() {
+    if invalid == 0 && outcome.problems.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
