@@ -67,6 +67,10 @@ pub fn check(kind: Kind, value: &str) -> Result<(), String> {
                     "must not end with a backslash (it would join the unit file's next line to this one)".into()
                 );
             }
+            // Quadlet re-escapes an argument onto ExecStart=, wrongly for other white space.
+            if let Some(c) = value.chars().find(|&c| kind == Kind::Arg && go_space(c) && c != ' ') {
+                return Err(format!("must not contain the white-space character {c:?}"));
+            }
         }
         Kind::Word => {
             // Tab and newline are written as \t and \n; Quadlet re-escapes other white space and
