@@ -11,7 +11,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use aicontainers::account::FixedAccounts;
-use aicontainers::generate::{self, HostGpus, Loaded};
+use aicontainers::generate::{self, Loaded};
+use aicontainers::host::HostGpus;
 use aicontainers::names::UnitNames;
 use aicontainers::quadlet::Quadlet;
 use aicontainers::render::PodmanVersion;

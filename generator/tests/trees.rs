@@ -74,7 +74,8 @@ fn generate(case: &Path, quadlet: &Quadlet) -> BTreeMap<PathBuf, Entry> {
     // No GPU host here: placement (tested over real topologies in core/tests/placement.rs)
     // reads nothing unless a service asks for GPUs.
     let gpus = HostGpus::from_xml(Path::new("/nonexistent"));
-    let mut loaded = generate::load_claimed(&dirs, &accounts, &[]);
+    let names = aicontainers::names::UnitNames::under(&input);
+    let mut loaded = generate::load_with(&dirs, &accounts, &names);
     gpus.place(&mut loaded);
     let plan = generate::render(loaded, quadlet.version);
     let out = tempfile::tempdir().expect("tempdir");
