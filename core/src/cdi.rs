@@ -32,20 +32,32 @@ pub struct Device {
     pub reaches: Vec<String>,
 }
 
-/// CDI's grammar for `vendor.com/class` (kind) and device names, as podman checks them. Names
-/// from a spec end up in unit files: anything else (a newline, `%`, a space) is refused.
+/// CDI's grammar, the one the whole tree uses (the service format's `gpu.devices` and the specs
+/// read here), as podman checks it (container-device-interface `pkg/parser`): a vendor and a
+/// class start with an ASCII letter, end with a letter or digit, and hold letters, digits, `_`,
+/// `-` and `.` (`nvidia.com/gpu`). Names end up in unit files: anything else (a newline, `%`, a
+/// space) is refused.
 pub fn valid_kind(kind: &str) -> bool {
     let Some((vendor, class)) = kind.split_once('/') else { return false };
     let part = |s: &str| {
-        s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && s.chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric())
             && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     };
-    part(vendor) && part(class) && vendor.contains('.')
+    part(vendor) && part(class)
 }
 
+/// A device name: starts and ends with an ASCII letter or digit, and holds letters, digits,
+/// `_`, `-`, `.` and `:` (`0`, `GPU-4f8a...`, `0:1`, `all`).
 pub fn valid_device_name(name: &str) -> bool {
     name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+/// A qualified device name, `VENDOR/CLASS=NAME`.
+pub fn valid_qualified_name(name: &str) -> bool {
+    name.split_once('=').is_some_and(|(kind, device)| valid_kind(kind) && valid_device_name(device))
 }
 
 /// MIG slices: nvidia-ctk names them `GPU:SLICE` (`0:1`) or by `MIG-` UUID. A slice is not its
@@ -209,7 +221,14 @@ mod tests {
     #[test]
     fn names_follow_cdis_grammar() {
         assert!(valid_kind("nvidia.com/gpu"));
-        assert!(!valid_kind("nvidia/gpu"), "the vendor is a domain");
+        assert!(valid_kind("nvidia/gpu"), "podman does not ask for a domain");
+        assert!(!valid_kind("0vendor.com/gpu") && !valid_kind("nvidia.com/gpu-") && !valid_kind("nvidia.com/"));
+        assert!(!valid_device_name("0:") && !valid_device_name("-0") && valid_device_name("7"));
+        assert!(
+            valid_qualified_name("nvidia.com/gpu=0:1")
+                && !valid_qualified_name("nvidia.com/gpu=")
+                && !valid_qualified_name("gpu0")
+        );
         assert!(!valid_kind("nvidia.com/gpu\n[Service]"));
         assert!(valid_device_name("GPU-520e01f2-cf30-6396-abef-e8e9a5233b0e"));
         assert!(valid_device_name("0:1"));

@@ -1104,17 +1104,12 @@ fn gpu_selector(value: &Value) -> Result<GpuSelector, String> {
     }
 }
 
-/// `vendor.com/class=name`, as the CDI specification defines qualified device names.
+/// `vendor.com/class=name`: CDI's grammar, the same as for the specs ([`crate::cdi`]).
 fn check_cdi_name(name: &str) -> Result<(), String> {
-    let bad = || Err(format!("`{name}` is not a CDI device name (such as `nvidia.com/gpu=0` or `nvidia.com/gpu=all`)"));
-    let Some((kind, device)) = name.split_once('=') else { return bad() };
-    let Some((vendor, class)) = kind.split_once('/') else { return bad() };
-    let word =
-        |s: &str, extra: &[u8]| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b));
-    if word(vendor, b"-_.") && word(class, b"-_") && word(device, b"-_.:") {
+    if crate::cdi::valid_qualified_name(name) {
         Ok(())
     } else {
-        bad()
+        Err(format!("`{name}` is not a CDI device name (such as `nvidia.com/gpu=0` or `nvidia.com/gpu=all`)"))
     }
 }
 
