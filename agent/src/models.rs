@@ -145,6 +145,7 @@ struct Tally {
     finished: u64,
     size: Option<u64>,
     current: u64,
+    model: Option<u64>,
     resolved: String,
 }
 
@@ -167,11 +168,13 @@ impl Tally {
                 self.size = None;
             }
             Event::Extracting { .. } => {}
+            // Blobs fetched in parallel: the whole model's count wins over the per-blob sums.
+            Event::Model { done, .. } => self.model = Some(*done),
         }
     }
 
     fn progress(&self) -> Progress {
-        let done = (self.present + self.finished + self.current).min(self.total);
+        let done = self.model.unwrap_or(self.present + self.finished + self.current).min(self.total);
         Progress {
             state: "running".into(),
             bytes_done: done,

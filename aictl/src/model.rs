@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use aicontainers::models::{self, Event, PullOptions, Source, Store};
+use aicontainers::models::{self, Event, Limits, PullOptions, Source, Store};
 use aicontainers::source::SYSTEM_DIRS;
 use clap::Subcommand;
 
@@ -36,11 +36,20 @@ pub enum ModelCommand {
         /// $AICONTAINERS_MODELS_QUOTA, which a drop-in for aicontainers-model@.service can set).
         #[arg(long, value_name = "SIZE", value_parser = parse_rate)]
         quota: Option<u64>,
+        /// Fail a transfer (one file of the model) that takes longer than SECONDS (default:
+        /// $AICONTAINERS_MODELS_TIMEOUT, else 6 hours); what arrived is kept for the next pull.
+        #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+        timeout: Option<u64>,
+        /// Fail a transfer slower than RATE bytes/s over SECONDS (default:
+        /// $AICONTAINERS_MODELS_MIN_RATE, else 1K/60).
+        #[arg(long, value_name = "RATE[/SECONDS]", value_parser = parse_min_rate)]
+        min_rate: Option<(u64, Option<u64>)>,
         /// Print progress events and the result as JSON lines.
         #[arg(long)]
         json: bool,
         /// Pull in this process rather than through aicontainersd (what --unit, --sha256,
-        /// --no-pin, --limit-rate, --quota, file:// sources and $AICONTAINERS_MODELS_DIR imply,
+        /// --no-pin, --limit-rate, --quota, --timeout, --min-rate, file:// sources and
+        /// $AICONTAINERS_MODELS_DIR imply,
         /// and what happens when the agent is not running).
         #[arg(long)]
         direct: bool,
@@ -85,17 +94,72 @@ pub enum ModelCommand {
     },
 }
 
+/// A number of bytes with an optional K, M or G (1024-based) suffix; anything that would not
+/// fit in 64 bits is refused rather than wrapped.
 fn parse_rate(text: &str) -> Result<u64, String> {
     let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a number of bytes such as 50M"))?;
-    let mult = match unit {
+    let mult: u64 = match unit {
         "" => 1,
         "K" | "k" => 1 << 10,
         "M" | "m" => 1 << 20,
         "G" | "g" => 1 << 30,
-        _ => return Err(format!("`{text}`: the suffix is K, M or G")),
+        _ => return Err(format!("`{}`: the suffix is K, M or G", text.escape_debug())),
     };
-    Ok(n * mult)
+    let n: u64 = digits.parse().map_err(|e: std::num::ParseIntError| match e.kind() {
+        std::num::IntErrorKind::PosOverflow => format!("`{text}` is too large"),
+        _ => format!("`{}` is not a number of bytes such as 50M", text.escape_debug()),
+    })?;
+    n.checked_mul(mult).ok_or_else(|| format!("`{text}` is too large (more than 2^64 bytes)"))
+}
+
+/// Seconds, at least 1.
+fn parse_seconds(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{}` is not a number of seconds (at least 1)", text.escape_debug())),
+    }
+}
+
+/// `RATE[/SECONDS]`: the minimum rate and the window it is averaged over.
+fn parse_min_rate(text: &str) -> Result<(u64, Option<u64>), String> {
+    match text.split_once('/') {
+        Some((rate, window)) => Ok((parse_rate(rate)?, Some(parse_seconds(window)?))),
+        None => Ok((parse_rate(text)?, None)),
+    }
+}
+
+/// The limits of a pull by this process: the flags, else `AICONTAINERS_MODELS_TIMEOUT`,
+/// `AICONTAINERS_MODELS_MIN_RATE` and `AICONTAINERS_MODELS_LOCK_TIMEOUT` (which a drop-in for
+/// aicontainers-model@.service can set), else the defaults of [`Limits`].
+fn limits(timeout: Option<u64>, min_rate: Option<(u64, Option<u64>)>) -> Result<Limits, String> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let mut limits = Limits::default();
+    let timeout = match timeout {
+        Some(t) => Some(t),
+        None => env("AICONTAINERS_MODELS_TIMEOUT")
+            .map(|v| parse_seconds(&v).map_err(|why| format!("AICONTAINERS_MODELS_TIMEOUT: {why}")))
+            .transpose()?,
+    };
+    if let Some(t) = timeout {
+        limits.deadline = Duration::from_secs(t);
+    }
+    let min_rate = match min_rate {
+        Some(m) => Some(m),
+        None => env("AICONTAINERS_MODELS_MIN_RATE")
+            .map(|v| parse_min_rate(&v).map_err(|why| format!("AICONTAINERS_MODELS_MIN_RATE: {why}")))
+            .transpose()?,
+    };
+    if let Some((rate, window)) = min_rate {
+        limits.min_rate = rate;
+        if let Some(w) = window {
+            limits.window = Duration::from_secs(w);
+        }
+    }
+    if let Some(v) = env("AICONTAINERS_MODELS_LOCK_TIMEOUT") {
+        limits.lock_wait =
+            Duration::from_secs(parse_seconds(&v).map_err(|why| format!("AICONTAINERS_MODELS_LOCK_TIMEOUT: {why}"))?);
+    }
+    Ok(limits)
 }
 
 fn store() -> Result<Store, String> {
@@ -109,7 +173,7 @@ fn parse(text: &str, sha256: Option<&str>) -> Result<Source, String> {
 
 pub fn run(command: ModelCommand) -> Result<ExitCode, String> {
     match command {
-        ModelCommand::Pull { source, sha256, unit, no_pin, limit_rate, quota, json, direct } => {
+        ModelCommand::Pull { source, sha256, unit, no_pin, limit_rate, quota, timeout, min_rate, json, direct } => {
             let source = parse(&source, sha256.as_deref())?;
             // The agent pulls by hand's defaults into the system store; anything else is done here.
             let own_store = std::env::var_os("AICONTAINERS_MODELS_DIR").is_some_and(|v| !v.is_empty());
@@ -117,7 +181,9 @@ pub fn run(command: ModelCommand) -> Result<ExitCode, String> {
             let plain = !(direct || unit || no_pin || own_store || own_quota)
                 && sha256.is_none()
                 && limit_rate.is_none()
-                && quota.is_none();
+                && quota.is_none()
+                && timeout.is_none()
+                && min_rate.is_none();
             if plain && !matches!(source, Source::File { .. }) {
                 if let Some(done) = crate::live::model_pull(&source.canonical(), json) {
                     return done;
@@ -132,7 +198,8 @@ pub fn run(command: ModelCommand) -> Result<ExitCode, String> {
                     _ => None,
                 },
             };
-            let options = PullOptions { pin: !(unit || no_pin), if_missing: unit, limit_rate, quota };
+            let limits = limits(timeout, min_rate)?;
+            let options = PullOptions { pin: !(unit || no_pin), if_missing: unit, limit_rate, quota, limits };
             pull(&source, &options, json)
         }
         ModelCommand::Ls { json } => ls(json),
@@ -190,7 +257,8 @@ fn pull(source: &Source, options: &PullOptions, json: bool) -> Result<ExitCode, 
     let store = store()?;
     let terminal = std::io::stderr().is_terminal() && !json;
     let mut last_line = Instant::now();
-    let mut started = Instant::now();
+    let pull_started = Instant::now();
+    let mut first_done: Option<u64> = None;
     let mut progress = |event: Event| {
         if json {
             if let Ok(line) = serde_json::to_string(&event) {
@@ -204,7 +272,6 @@ fn pull(source: &Source, options: &PullOptions, json: bool) -> Result<ExitCode, 
                 eprintln!("{source}{what}: {blobs} blob(s), {}, {} to fetch", human(*bytes), human(*missing));
             }
             Event::BlobStart { digest, size, offset } => {
-                started = Instant::now();
                 let size = size.map(human).unwrap_or_else(|| "unknown size".into());
                 if *offset > 0 {
                     eprintln!("{}: resuming at {} of {size}", short(digest), human(*offset));
@@ -212,16 +279,14 @@ fn pull(source: &Source, options: &PullOptions, json: bool) -> Result<ExitCode, 
                     eprintln!("{}: fetching {size}", short(digest));
                 }
             }
-            Event::Bytes { digest, done, total } => {
-                let rate = *done as f64 / started.elapsed().as_secs_f64().max(0.001);
-                let pct = total.filter(|t| *t > 0).map(|t| format!(" {:>3}%", done * 100 / t)).unwrap_or_default();
-                let line = format!(
-                    "{}: {} / {}{pct} {}/s",
-                    short(digest),
-                    human(*done),
-                    total.map(human).unwrap_or_else(|| "?".into()),
-                    human(rate as u64)
-                );
+            // Blobs are fetched several at a time: one line for the whole model.
+            Event::Bytes { .. } => {}
+            Event::Model { done, total } => {
+                let rate = done.saturating_sub(first_done.unwrap_or(*done)) as f64
+                    / pull_started.elapsed().as_secs_f64().max(0.001);
+                first_done.get_or_insert(*done);
+                let pct = if *total > 0 { format!(" {:>3}%", done.saturating_mul(100) / total) } else { String::new() };
+                let line = format!("{source}: {} / {}{pct} {}/s", human(*done), human(*total), human(rate as u64));
                 if terminal {
                     eprint!("\r\x1b[K{line}");
                     let _ = std::io::stderr().flush();

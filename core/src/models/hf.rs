@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::http::{body, get_range, status_error};
+use super::http::{body, get, get_range, status_error, Credential, Origin};
 use super::paths::check_relative;
 use super::{agent, read_small, Blob, Content, Digest, Error, Item, Resolved};
 
@@ -77,10 +77,12 @@ pub(crate) fn encode_path(path: &str) -> String {
 
 pub(crate) fn resolve(repo: &str, revision: &str) -> Result<Resolved, Error> {
     let endpoint = endpoint();
+    let origin = Origin::of(&endpoint).map_err(|why| Error::Invalid(format!("HF_ENDPOINT: {why}")))?;
     let agent = agent();
-    let headers: Vec<(&str, String)> = token().map(|t| ("Authorization", format!("Bearer {t}"))).into_iter().collect();
+    // The token belongs to the endpoint's origin: redirects elsewhere (the CDN) go without it.
+    let credential = token().map(|t| Credential { origin, value: format!("Bearer {t}") });
     let url = format!("{endpoint}/api/models/{repo}/revision/{}?blobs=true", encode_path(revision));
-    let mut response = get_range(&agent, &url, 0, &headers)?;
+    let mut response = get(&agent, &url, &[], credential.as_ref(), true)?;
     if response.status().as_u16() != 200 {
         return Err(status_error(&mut response, &url));
     }
@@ -112,7 +114,7 @@ pub(crate) fn resolve(repo: &str, revision: &str) -> Result<Resolved, Error> {
         resolved: Some(info.sha.clone()),
         items,
         fetcher: Box::new(move |blob: &Blob, offset| {
-            let response = get_range(&agent, &blob.url, offset, &headers)?;
+            let response = get_range(&agent, &blob.url, offset, credential.as_ref())?;
             body(response, offset, &blob.url)
         }),
     })

@@ -17,17 +17,18 @@ pub mod store;
 mod archive;
 mod auth;
 mod http;
+mod local;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 pub use digest::Digest;
 pub use source::Source;
-pub use store::{GcReport, SourceRecord, Store, TreeFile};
+pub use store::{GcReport, Limits, SourceRecord, Store, TreeFile};
 
 use store::Body;
 
@@ -78,6 +79,12 @@ pub enum Event {
     Extracting {
         digest: Digest,
     },
+    /// The whole model: `done` of `total` bytes are in the store (blobs fetched in parallel
+    /// each report their own `Bytes`).
+    Model {
+        done: u64,
+        total: u64,
+    },
 }
 
 /// The progress callback.
@@ -92,8 +99,12 @@ pub struct PullOptions {
     /// At most this many bytes per second per download.
     pub limit_rate: Option<u64>,
     /// The most bytes the store's blobs may take: a pull that would need more fails before it
-    /// downloads anything, saying how much `gc` could look for.
+    /// downloads anything, saying how much `gc` could look for, and every byte written (an
+    /// archive's unpacked files included) counts against it while the pull runs. Without a
+    /// quota, the file system's free space less 1 % of its size is the limit.
     pub quota: Option<u64>,
+    /// Deadlines, the minimum rate and lock waits; `limit_rate` overrides its `max_rate`.
+    pub limits: Limits,
 }
 
 /// What a pull did.
@@ -153,8 +164,19 @@ pub(crate) struct Resolved {
     pub fetcher: Fetcher,
 }
 
-/// Fetches a blob from an offset.
-pub(crate) type Fetcher = Box<dyn FnMut(&Blob, u64) -> Result<Body, Error>>;
+/// Fetches a blob from an offset; shared by the threads that fetch a model's blobs.
+pub(crate) type Fetcher = Box<dyn Fn(&Blob, u64) -> Result<Body, Error> + Send + Sync>;
+
+/// How many blobs of one model are fetched at once: enough for a sharded model to be limited
+/// by the link or the disk rather than by one stream, few enough to be fair to a registry.
+pub const PARALLEL_FETCHES: usize = 4;
+
+/// The sum of sizes a source announced, or an error if it cannot be held (a hostile manifest).
+fn total<'a>(mut sizes: impl Iterator<Item = &'a u64>, source: &Source) -> Result<u64, Error> {
+    sizes.try_fold(0u64, |sum, s| sum.checked_add(*s)).ok_or_else(|| {
+        Error::Invalid(format!("{source}: the sizes the source announces add up to more than 2^64 bytes"))
+    })
+}
 
 /// Pulls `source` into `store` and points its ref at it. See [`PullOptions`].
 pub fn pull(
@@ -164,6 +186,11 @@ pub fn pull(
     progress: &mut Progress<'_>,
 ) -> Result<PullReport, Error> {
     let started = Instant::now();
+    let mut limits = options.limits.clone();
+    if options.limit_rate.is_some() {
+        limits.max_rate = options.limit_rate;
+    }
+    let store = &store.clone().with_limits(limits);
     let _lock = store.lock_shared()?;
     let report = |record: SourceRecord, transferred, fetched, present, cached| PullReport {
         source: record.source,
@@ -189,11 +216,22 @@ pub fn pull(
             return Ok(report(record, 0, 0, 0, true));
         }
     }
+    let store = &store.clone().with_quota(options.quota)?;
     let mut resolved = match source {
         Source::Oci { .. } => oci::resolve(source)?,
         Source::Hf { repo, revision } => hf::resolve(repo, revision)?,
         Source::Https { url, sha256 } => http::resolve_url(url, sha256)?,
-        Source::File { path } => return pull_local(store, source, path, options, started),
+        Source::File { path } => {
+            let (files, staged) = local::copy_in(store, path)?;
+            let transferred = total(staged.iter().map(|s| &s.size), source)?;
+            if let Err(e) = store.commit(&staged, false) {
+                store.discard(&staged);
+                return Err(e);
+            }
+            let tree = store.build_tree(&files)?;
+            let record = store.set_ref(source, &tree, None, options.pin)?;
+            return Ok(report(record, transferred, files.len(), 0, false));
+        }
     };
     // Up to date: the same resolution, its tree still there.
     if let Some(record) = store.record(source)? {
@@ -212,13 +250,15 @@ pub fn pull(
             return Ok(report(record, 0, 0, resolved.items.len(), false));
         }
     }
-    let bytes = resolved.items.iter().filter_map(|i| i.blob.size).sum();
-    let missing = resolved
-        .items
-        .iter()
-        .filter(|i| !i.blob.digest.as_ref().is_some_and(|d| store.has_blob(d)))
-        .filter_map(|i| i.blob.size)
-        .sum();
+    let bytes = total(resolved.items.iter().filter_map(|i| i.blob.size.as_ref()), source)?;
+    let missing = total(
+        resolved
+            .items
+            .iter()
+            .filter(|i| !i.blob.digest.as_ref().is_some_and(|d| store.has_blob(d)))
+            .filter_map(|i| i.blob.size.as_ref()),
+        source,
+    )?;
     if let Some(quota) = options.quota {
         let used = store.usage()?;
         if used.saturating_add(missing) > quota {
@@ -229,130 +269,154 @@ pub fn pull(
         }
     }
     progress(Event::Resolved { resolved: resolved.resolved.clone(), blobs: resolved.items.len(), bytes, missing });
-
-    let (mut transferred, mut fetched, mut present) = (0u64, 0usize, 0usize);
-    let mut files: Vec<TreeFile> = Vec::new();
-    for item in &resolved.items {
-        let digest = match &item.blob.digest {
-            Some(digest) => {
-                let n = store.ensure_blob(
-                    digest,
-                    item.blob.size,
-                    &item.blob.url,
-                    options.limit_rate,
-                    &mut |offset| (resolved.fetcher)(&item.blob, offset),
-                    progress,
-                )?;
-                if store.has_blob(digest) && n == 0 {
-                    present += 1;
-                } else {
-                    fetched += 1;
+    let fetched = fetch_all(store, &resolved, bytes.saturating_sub(missing), bytes, progress)?;
+    let (mut transferred, mut blobs_fetched, mut present) = (0u64, 0usize, 0usize);
+    let mut layers = archive::Layers::default();
+    let assembled = (|| -> Result<(), Error> {
+        for (item, (digest, n)) in resolved.items.iter().zip(&fetched) {
+            transferred = transferred.saturating_add(*n);
+            if *n == 0 && item.blob.digest.is_some() {
+                present += 1;
+            } else {
+                blobs_fetched += 1;
+            }
+            layers.next_layer();
+            match &item.content {
+                Content::File(path) => {
+                    let blob = store.blob_path(digest);
+                    let size = std::fs::metadata(&blob).map_err(|e| Error::Io { path: blob, source: e })?.len();
+                    layers.add_file(TreeFile { path: path.clone(), digest: digest.clone(), size });
                 }
-                transferred += n;
-                digest.clone()
-            }
-            None => {
-                let body = (resolved.fetcher)(&item.blob, 0)?;
-                let (Body::Whole(mut reader) | Body::Resumed(mut reader)) = body;
-                let (digest, size) = store.put_reader(&mut reader, &item.blob.url)?;
-                if item.blob.size.is_some_and(|s| s != size) {
-                    return Err(Error::Fetch {
-                        url: item.blob.url.clone(),
-                        message: format!("received {size} bytes, the file list says {}", item.blob.size.unwrap_or(0)),
-                    });
+                Content::Archive { compression, whiteouts } => {
+                    progress(Event::Extracting { digest: digest.clone() });
+                    archive::extract(store, digest, *compression, *whiteouts, &mut layers)?;
                 }
-                fetched += 1;
-                transferred += size;
-                digest
-            }
-        };
-        match &item.content {
-            Content::File(path) => {
-                let size = std::fs::metadata(store.blob_path(&digest))
-                    .map_err(|e| Error::Io { path: store.blob_path(&digest), source: e })?
-                    .len();
-                files.push(TreeFile { path: path.clone(), digest, size });
-            }
-            Content::Archive { compression, whiteouts } => {
-                progress(Event::Extracting { digest: digest.clone() });
-                archive::extract(store, &digest, *compression, *whiteouts, &mut files)?;
             }
         }
+        store.commit(&layers.staged_files, false)
+    })();
+    if let Err(e) = assembled {
+        store.discard(&layers.staged_files);
+        return Err(e);
     }
-    let tree = store.build_tree(&files)?;
+    let tree = store.build_tree(&layers.into_files())?;
     let record = store.set_ref(source, &tree, resolved.resolved.take(), options.pin)?;
-    Ok(report(record, transferred, fetched, present, false))
+    Ok(report(record, transferred, blobs_fetched, present, false))
 }
 
-/// `file://`: a file or a directory of this host, copied into the store.
-fn pull_local(
+/// What a fetching thread tells the pull.
+enum Note {
+    Event(Event),
+    Done(usize, Result<(Digest, u64), Error>),
+}
+
+/// Fetches every item of `resolved` that is not in the store, [`PARALLEL_FETCHES`] at a time,
+/// and returns each item's digest and the bytes received for it, in item order. Progress: each
+/// blob's events, and [`Event::Model`] for the whole model (`present` bytes were there).
+fn fetch_all(
     store: &Store,
-    source: &Source,
-    path: &str,
-    options: &PullOptions,
-    started: Instant,
-) -> Result<PullReport, Error> {
-    let root = std::path::Path::new(path);
-    let meta = std::fs::symlink_metadata(root).map_err(|e| Error::Io { path: root.to_path_buf(), source: e })?;
-    let mut files = Vec::new();
-    let mut transferred = 0;
-    let mut add = |file: &std::path::Path, rel: String| -> Result<(), Error> {
-        let mut f = std::fs::File::open(file).map_err(|e| Error::Io { path: file.to_path_buf(), source: e })?;
-        // The cache is readable by every service account: copying a file they could not read
-        // would expose it.
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = f.metadata().map_err(|e| Error::Io { path: file.to_path_buf(), source: e })?.permissions().mode();
-        if mode & 0o004 == 0 {
-            return Err(Error::Invalid(format!(
-                "{}: not readable by others (mode {:o}); the model cache would make it readable by every service account, so it is not copied",
-                file.display(),
-                mode & 0o7777
-            )));
+    resolved: &Resolved,
+    present: u64,
+    bytes: u64,
+    progress: &mut Progress<'_>,
+) -> Result<Vec<(Digest, u64)>, Error> {
+    let items = &resolved.items;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut results: Vec<Option<(Digest, u64)>> = vec![None; items.len()];
+    let mut first_error = None;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel::<Note>();
+        for _ in 0..PARALLEL_FETCHES.min(items.len()) {
+            let tx = tx.clone();
+            let (next, stop) = (&next, &stop);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= items.len() || stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let mut send = |e: Event| {
+                    let _ = tx.send(Note::Event(e));
+                };
+                let result = fetch_one(store, &items[i], &resolved.fetcher, &mut send);
+                if result.is_err() {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                let _ = tx.send(Note::Done(i, result));
+            });
         }
-        let (digest, size) = store.put_reader(&mut f, &file.display().to_string())?;
-        transferred += size;
-        files.push(TreeFile { path: paths::check_relative(&rel).map_err(Error::Invalid)?, digest, size });
-        Ok(())
-    };
-    if meta.is_file() {
-        let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        add(root, name)?;
-    } else if meta.is_dir() {
-        // Regular files only; symbolic links are not followed.
-        let mut stack = vec![(root.to_path_buf(), String::new())];
-        while let Some((dir, prefix)) = stack.pop() {
-            let entries = std::fs::read_dir(&dir).map_err(|e| Error::Io { path: dir.clone(), source: e })?;
-            for entry in entries {
-                let entry = entry.map_err(|e| Error::Io { path: dir.clone(), source: e })?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
-                let kind = entry.file_type().map_err(|e| Error::Io { path: entry.path(), source: e })?;
-                if kind.is_dir() {
-                    stack.push((entry.path(), rel));
-                } else if kind.is_file() {
-                    add(&entry.path(), rel)?;
+        drop(tx);
+        let mut current: BTreeMap<Digest, u64> = BTreeMap::new();
+        let mut finished = 0u64;
+        let mut last = Instant::now();
+        let mut due = false;
+        for note in rx {
+            match note {
+                Note::Event(event) => {
+                    match &event {
+                        Event::BlobStart { digest, offset, .. } => {
+                            current.insert(digest.clone(), *offset);
+                        }
+                        Event::Bytes { digest, done, .. } => {
+                            current.insert(digest.clone(), *done);
+                        }
+                        _ => {}
+                    }
+                    progress(event);
+                }
+                Note::Done(i, result) => {
+                    match result {
+                        Ok((digest, n)) => {
+                            current.remove(&digest);
+                            finished = finished.saturating_add(items[i].blob.size.unwrap_or(n));
+                            results[i] = Some((digest, n));
+                        }
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                    due = true;
                 }
             }
+            if due || last.elapsed() >= Duration::from_millis(200) {
+                due = false;
+                let moving = current.values().fold(0u64, |s, d| s.saturating_add(*d));
+                let done = present.saturating_add(finished).saturating_add(moving).min(bytes.max(finished));
+                progress(Event::Model { done, total: bytes });
+                last = Instant::now();
+            }
         }
-    } else {
-        return Err(Error::Invalid(format!("{path}: neither a regular file nor a directory")));
+    });
+    if let Some(e) = first_error {
+        return Err(e);
     }
-    let tree = store.build_tree(&files)?;
-    let record = store.set_ref(source, &tree, None, options.pin)?;
-    Ok(PullReport {
-        source: record.source,
-        path: store.ref_path(source),
-        tree: record.tree,
-        resolved: None,
-        files: record.files,
-        size: record.size,
-        transferred,
-        blobs_fetched: files.len(),
-        blobs_present: 0,
-        cached: false,
-        pinned: record.pinned,
-        elapsed_ms: started.elapsed().as_millis() as u64,
-    })
+    Ok(results.into_iter().map(|r| r.expect("every item was fetched")).collect())
+}
+
+/// Makes sure one item's blob is in the store; its digest and the bytes received.
+fn fetch_one(
+    store: &Store,
+    item: &Item,
+    fetcher: &Fetcher,
+    progress: &mut Progress<'_>,
+) -> Result<(Digest, u64), Error> {
+    match &item.blob.digest {
+        Some(digest) => {
+            let n = store.ensure_blob(
+                digest,
+                item.blob.size,
+                &item.blob.url,
+                &mut |offset| fetcher(&item.blob, offset),
+                progress,
+            )?;
+            Ok((digest.clone(), n))
+        }
+        None => {
+            let (Body::Whole(mut reader) | Body::Resumed(mut reader)) = fetcher(&item.blob, 0)?;
+            let (digest, size) = store.put_reader(&mut reader, &item.blob.url, item.blob.size)?;
+            Ok((digest, size))
+        }
+    }
 }
 
 /// One pulled model, in detail.
@@ -376,15 +440,18 @@ pub fn sources_in_use(services: &[crate::spec::Service]) -> BTreeSet<String> {
     services.iter().flat_map(|s| s.models.iter().map(|m| m.source.canonical())).collect()
 }
 
-/// A blocking HTTP agent that answers every status (so errors can name it).
+/// A blocking HTTP agent that answers every status (so errors can name it) and follows no
+/// redirect itself: [`http::get`] follows them, deciding where credentials may go.
 pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .user_agent(concat!("aicontainers/", env!("CARGO_PKG_VERSION")))
-        // Credentials follow a redirect only to the same host over https, never to a CDN.
-        .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
-        .timeout_connect(Some(std::time::Duration::from_secs(30)))
-        .timeout_per_read(Some(std::time::Duration::from_secs(120)))
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(Duration::from_secs(60)))
+        // A body that stalls entirely ends here; one that trickles meets `Limits::min_rate`.
+        .timeout_per_read(Some(Duration::from_secs(60)))
         .build()
         .into()
 }

@@ -12,14 +12,13 @@
 //! Registries on loopback (`localhost`, `127.0.0.0/8`, `[::1]`) are spoken to over plain HTTP,
 //! every other one over HTTPS.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::sync::Mutex;
 
 use serde::Deserialize;
 
 use super::auth::{self, basic, encode_query, parse_challenge};
-use super::http::{body, status_error};
+use super::http::{self, body, status_error, Credential, Origin};
 use super::source::OciReference;
 use super::{agent, read_small, Blob, Compression, Content, Digest, Error, Item, Resolved, Source};
 
@@ -67,9 +66,10 @@ pub struct Platform {
 pub struct Registry {
     agent: ureq::Agent,
     base: String,
+    origin: Origin,
     registry: String,
     repository: String,
-    authorization: Option<String>,
+    authorization: Option<Credential>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -88,15 +88,18 @@ pub fn is_loopback(registry: &str) -> bool {
 }
 
 impl Registry {
-    pub fn new(registry: &str, repository: &str) -> Registry {
+    pub fn new(registry: &str, repository: &str) -> Result<Registry, Error> {
         let scheme = if is_loopback(registry) { "http" } else { "https" };
-        Registry {
+        let base = format!("{scheme}://{registry}/v2/{repository}");
+        let origin = Origin::of(&base).map_err(|why| Error::Invalid(format!("oci://{registry}: {why}")))?;
+        Ok(Registry {
             agent: agent(),
-            base: format!("{scheme}://{registry}/v2/{repository}"),
+            base,
+            origin,
             registry: registry.to_owned(),
             repository: repository.to_owned(),
             authorization: None,
-        }
+        })
     }
 
     pub fn blob_url(&self, digest: &str) -> String {
@@ -108,20 +111,20 @@ impl Registry {
     }
 
     /// GET with authorization; a 401 is answered once by authenticating as the challenge asks.
-    pub fn get(&mut self, url: &str, headers: &[(&str, String)]) -> Result<ureq::http::Response<ureq::Body>, Error> {
+    /// The authorization goes to the registry's own origin only (see [`super::http`]).
+    pub fn get(
+        &mut self,
+        url: &str,
+        headers: &[(&str, String)],
+        small: bool,
+    ) -> Result<ureq::http::Response<ureq::Body>, Error> {
         for attempt in 0..2 {
-            let mut request = self.agent.get(url);
-            for (name, value) in headers {
-                request = request.header(*name, value);
-            }
-            if let Some(a) = &self.authorization {
-                request = request.header("Authorization", a);
-            }
-            let response = request.call().map_err(|e| Error::Fetch { url: url.to_owned(), message: e.to_string() })?;
+            let response = http::get(&self.agent, url, headers, self.authorization.as_ref(), small)?;
             if response.status().as_u16() == 401 && attempt == 0 {
                 let challenge =
                     response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-                self.authorization = Some(self.authenticate(&challenge, url)?);
+                let value = self.authenticate(&challenge, url)?;
+                self.authorization = Some(Credential { origin: self.origin.clone(), value });
                 continue;
             }
             return Ok(response);
@@ -133,15 +136,34 @@ impl Registry {
         })
     }
 
+    /// The credentials of this registry that may go to a token `realm`: only when the realm is
+    /// the registry's own origin, or when an auth file has an entry for the realm's host itself
+    /// (Docker Hub's `docker.io` entry counts for `https://auth.docker.io`). A realm over plain
+    /// HTTP gets them only when it is the registry's own loopback origin.
+    fn realm_credentials(&self, realm: &Origin) -> Option<(String, String)> {
+        if *realm == self.origin {
+            return auth::credentials(&self.registry, &self.repository);
+        }
+        if realm.scheme != "https" {
+            return None;
+        }
+        let realm_host = if realm.port == 443 { realm.host.clone() } else { format!("{}:{}", realm.host, realm.port) };
+        let hub = matches!(self.registry.as_str(), "docker.io" | "registry-1.docker.io" | "index.docker.io")
+            && realm_host == "auth.docker.io";
+        if hub {
+            return auth::credentials(&self.registry, &self.repository);
+        }
+        auth::credentials(&realm_host, &self.repository)
+    }
+
     fn authenticate(&self, challenge: &str, url: &str) -> Result<String, Error> {
-        let creds = auth::credentials(&self.registry, &self.repository);
         let parsed = parse_challenge(challenge).ok_or_else(|| Error::Fetch {
             url: url.to_owned(),
-            message: format!("HTTP 401 with an unreadable challenge `{challenge}`"),
+            message: format!("HTTP 401 with an unreadable challenge `{}`", challenge.escape_debug()),
         })?;
         match parsed.scheme.as_str() {
             "basic" => {
-                let (user, pass) = creds.ok_or_else(|| Error::Fetch {
+                let (user, pass) = auth::credentials(&self.registry, &self.repository).ok_or_else(|| Error::Fetch {
                     url: url.to_owned(),
                     message: format!(
                         "HTTP 401: {} wants a password and no auth file has one for it (`podman login {}`)",
@@ -155,7 +177,21 @@ impl Registry {
                     url: url.to_owned(),
                     message: "bearer challenge without realm".into(),
                 })?;
-                let mut token_url = format!("{realm}?");
+                let realm_origin = Origin::of(realm).map_err(|why| Error::Fetch {
+                    url: url.to_owned(),
+                    message: format!("the bearer challenge's realm: {why}"),
+                })?;
+                if self.origin.scheme == "https" && realm_origin.scheme != "https" {
+                    return Err(Error::Fetch {
+                        url: url.to_owned(),
+                        message: format!(
+                            "the bearer challenge's realm {} is plain http: refused",
+                            realm.escape_debug()
+                        ),
+                    });
+                }
+                let creds = self.realm_credentials(&realm_origin);
+                let mut token_url = format!("{realm}{}", if realm.contains('?') { '&' } else { '?' });
                 if let Some(service) = parsed.params.get("service") {
                     token_url.push_str(&format!("service={}&", encode_query(service)));
                 }
@@ -165,12 +201,9 @@ impl Registry {
                     .cloned()
                     .unwrap_or_else(|| format!("repository:{}:pull", self.repository));
                 token_url.push_str(&format!("scope={}", encode_query(&scope)));
-                let mut request = self.agent.get(&token_url);
-                if let Some((user, pass)) = &creds {
-                    request = request.header("Authorization", &basic(user, pass));
-                }
-                let mut response =
-                    request.call().map_err(|e| Error::Fetch { url: token_url.clone(), message: e.to_string() })?;
+                let credential =
+                    creds.map(|(user, pass)| Credential { origin: realm_origin.clone(), value: basic(&user, &pass) });
+                let mut response = http::get(&self.agent, &token_url, &[], credential.as_ref(), true)?;
                 if response.status().as_u16() != 200 {
                     return Err(status_error(&mut response, &token_url));
                 }
@@ -190,7 +223,7 @@ impl Registry {
             }
             other => Err(Error::Fetch {
                 url: url.to_owned(),
-                message: format!("HTTP 401 with an unsupported scheme `{other}`"),
+                message: format!("HTTP 401 with an unsupported scheme `{}`", other.escape_debug()),
             }),
         }
     }
@@ -198,7 +231,7 @@ impl Registry {
     /// The manifest `reference` names, its bytes and their digest.
     pub fn manifest(&mut self, reference: &str) -> Result<(Vec<u8>, Digest), Error> {
         let url = self.manifest_url(reference);
-        let mut response = self.get(&url, &[("Accept", MANIFEST_ACCEPT.to_owned())])?;
+        let mut response = self.get(&url, &[("Accept", MANIFEST_ACCEPT.to_owned())], true)?;
         if response.status().as_u16() != 200 {
             return Err(status_error(&mut response, &url));
         }
@@ -210,12 +243,18 @@ impl Registry {
         Ok((bytes, digest))
     }
 
-    pub fn blob(&mut self, digest: &str, offset: u64) -> Result<super::store::Body, Error> {
+    /// The response to a GET of blob `digest` from `offset`; its body is read without the lock
+    /// on the registry, so several blobs stream at once.
+    pub fn blob_response(&mut self, digest: &str, offset: u64) -> Result<ureq::http::Response<ureq::Body>, Error> {
         let url = self.blob_url(digest);
         let headers: Vec<(&str, String)> =
             if offset > 0 { vec![("Range", format!("bytes={offset}-"))] } else { Vec::new() };
-        let response = self.get(&url, &headers)?;
-        body(response, offset, &url)
+        self.get(&url, &headers, false)
+    }
+
+    pub fn blob(&mut self, digest: &str, offset: u64) -> Result<super::store::Body, Error> {
+        let response = self.blob_response(digest, offset)?;
+        body(response, offset, &self.blob_url(digest))
     }
 }
 
@@ -234,7 +273,7 @@ pub(crate) fn resolve(source: &Source) -> Result<Resolved, Error> {
     let Source::Oci { registry, repository, reference } = source else {
         return Err(Error::Invalid(format!("{source} is not an oci:// source")));
     };
-    let mut client = Registry::new(registry, repository);
+    let mut client = Registry::new(registry, repository)?;
     let reference = match reference {
         OciReference::Tag(t) => t.clone(),
         OciReference::Digest(d) => d.to_string(),
@@ -258,13 +297,14 @@ pub(crate) fn resolve(source: &Source) -> Result<Resolved, Error> {
     }
     let url = client.manifest_url(&digest.to_string());
     let items = plan(&manifest, &|digest| client.blob_url(digest)).map_err(|why| Error::Fetch { url, message: why })?;
-    let client = Rc::new(RefCell::new(client));
+    let client = Mutex::new(client);
     Ok(Resolved {
         resolved: Some(digest.to_string()),
         items,
         fetcher: Box::new(move |blob: &Blob, offset| {
             let digest = blob.digest.as_ref().map(|d| d.to_string()).unwrap_or_default();
-            client.borrow_mut().blob(&digest, offset)
+            let response = client.lock().unwrap_or_else(|e| e.into_inner()).blob_response(&digest, offset)?;
+            body(response, offset, &blob.url)
         }),
     })
 }

@@ -188,15 +188,19 @@ pub(crate) fn file_name_of_url(url: &str) -> Option<String> {
     Some(name.to_owned())
 }
 
-fn check_host(host: &str) -> Result<(), String> {
-    let ok = !host.is_empty()
-        && host.len() <= 255
-        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
-        && !host.starts_with(['-', '.', ':']);
+/// `HOST[:PORT]`: a DNS name or an IP address (IPv6 in brackets), and a port from 1 to 65535.
+fn check_host(authority: &str) -> Result<(), String> {
+    let (host, _port) = super::http::split_host_port(authority)?;
+    let ok = host.len() <= 255
+        && if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            v6.parse::<std::net::Ipv6Addr>().is_ok()
+        } else {
+            host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_".contains(&b)) && !host.starts_with(['-', '.'])
+        };
     if ok {
         Ok(())
     } else {
-        Err(format!("`{host}` is not a host name[:port]"))
+        Err(format!("`{authority}` is not a host name[:port]"))
     }
 }
 
@@ -333,6 +337,20 @@ mod tests {
         assert_eq!(Source::parse("file:///srv/m/", None).expect("parses").canonical(), "file:///srv/m");
         assert!(Source::parse("ftp://x/y", None).is_err());
         assert!(Source::parse("oci://h/a b:1", None).is_err());
+    }
+
+    #[test]
+    fn ports_outside_1_to_65535_are_refused() {
+        for bad in ["0", "65536", "99999", "", "x", "-1", "18446744073709551696"] {
+            let oci = format!("oci://reg.example:{bad}/m:1");
+            assert!(Source::parse(&oci, None).is_err_and(|e| e.contains("1 to 65535")), "{oci}");
+            let https = format!("https://reg.example:{bad}/m.gguf");
+            assert!(Source::parse(&https, Some(HEX)).is_err(), "{https}");
+        }
+        assert!(Source::parse("oci://reg.example:65535/m:1", None).is_ok());
+        assert!(Source::parse("oci://[::1]:5000/m:1", None).is_ok());
+        assert!(Source::parse("oci://[::1:5000/m:1", None).is_err());
+        assert!(Source::parse("oci://h:1:2/m:1", None).is_err());
     }
 
     #[test]

@@ -9,21 +9,23 @@
 //!   refs/NAME -> ../trees/HEX   what units mount, one per source (`Source::ref_name`)
 //!   sources/NAME.json       what a ref was pulled from and when, and whether it is pinned
 //!   tmp/HEX.partial         a download in progress (resumed with Range:), never in blobs/
-//!   tmp/HEX.lock            flock(2) held while HEX downloads: one download per blob
-//!   lock                    shared by pulls, exclusive for gc and rm
+//!   tmp/HEX.lock            flock(2) held while HEX downloads: one download per blob (0600)
+//!   lock                    shared by pulls, exclusive for gc and rm (0600: root's only)
 //! ```
 //!
 //! A blob reaches `blobs/` only by rename(2) after its digest was checked and its data fsynced,
 //! so whatever is visible there is complete and correct, whatever was killed when.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{symlink, MetadataExt as _, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -38,11 +40,74 @@ pub const STORE_DIR: &str = "/var/lib/aicontainers/models";
 
 const DIR_MODE: u32 = 0o755;
 const FILE_MODE: u32 = 0o644;
+/// Lock files: only root may open them, so only root can hold them (flock(2) needs no more
+/// than a read-only descriptor).
+const LOCK_MODE: u32 = 0o600;
+/// One buffer of the copy pipeline; [`PIPELINE_DEPTH`] of them are allocated once per copy and
+/// reused, so a 1 GiB blob costs four allocations, not a thousand fresh zeroed mappings.
 const COPY_BUFFER: usize = 1 << 20;
+const PIPELINE_DEPTH: usize = 4;
+
+/// Limits on every transfer and lock wait of a pull.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// The longest one transfer (one blob, one file) may take, whatever its rate.
+    pub deadline: Duration,
+    /// The slowest rate tolerated, in bytes per second averaged over `window`: a server that
+    /// trickles is dropped (what arrived stays for the next pull to resume).
+    pub min_rate: u64,
+    pub window: Duration,
+    /// At most this many bytes per second per transfer.
+    pub max_rate: Option<u64>,
+    /// How long to wait for the store's lock or for another pull's download of the same blob.
+    pub lock_wait: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            deadline: Duration::from_secs(6 * 3600),
+            min_rate: 1024,
+            window: Duration::from_secs(60),
+            max_rate: None,
+            lock_wait: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What a pull may still add to the store: every byte written for a new blob is charged before
+/// it is written, so a download or an archive that unpacks to more (a decompression bomb)
+/// stops at the limit, not when the disk is full.
+#[derive(Debug)]
+struct Budget {
+    limit: u64,
+    used: AtomicU64,
+    what: String,
+}
+
+impl Budget {
+    fn charge(&self, n: u64, what: &str) -> Result<(), Error> {
+        let before = self.used.fetch_add(n, Ordering::Relaxed);
+        if before.checked_add(n).is_none_or(|after| after > self.limit) {
+            self.used.fetch_sub(n, Ordering::Relaxed);
+            return Err(Error::Invalid(format!(
+                "{what}: stopped at the model cache's limit: {}; remove models (`aictl model rm`, `aictl model gc`) or raise the quota",
+                self.what
+            )));
+        }
+        Ok(())
+    }
+
+    fn refund(&self, n: u64) {
+        let _ = self.used.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| Some(u.saturating_sub(n)));
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    budget: Option<Arc<Budget>>,
+    limits: Limits,
 }
 
 /// One file of a model's tree.
@@ -84,12 +149,15 @@ pub struct GcReport {
     pub partials: usize,
 }
 
+/// A body being received.
+pub type Reader = Box<dyn Read + Send>;
+
 /// How a fetcher answers a request for a blob from `offset`.
 pub enum Body {
     /// The bytes from `offset` on (HTTP 206).
-    Resumed(Box<dyn Read>),
+    Resumed(Reader),
     /// The whole blob from byte 0 (HTTP 200: the server ignored the range).
-    Whole(Box<dyn Read>),
+    Whole(Reader),
 }
 
 impl std::fmt::Debug for Body {
@@ -137,122 +205,273 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), Error> {
 #[derive(Debug)]
 pub struct Lock(#[allow(dead_code)] Flock<File>);
 
-fn lock(path: &Path, arg: FlockArg) -> Result<Lock, Error> {
-    crate::fsutil::lock(path, arg, FILE_MODE).map(Lock).map_err(io_err(path))
+/// Takes a flock(2) on `path`, waiting at most `wait`. The file is made (and kept) mode 0600,
+/// so no other account can open it and so hold the lock. A wait that times out names who holds
+/// the lock (from /proc/locks).
+fn lock(path: &Path, arg: FlockArg, wait: Duration) -> Result<Lock, Error> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(LOCK_MODE)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(io_err(path))?;
+    // A store made by an earlier version has its lock files 0644.
+    file.set_permissions(fs::Permissions::from_mode(LOCK_MODE)).map_err(io_err(path))?;
+    let (try_arg, kind) = match arg {
+        FlockArg::LockShared | FlockArg::LockSharedNonblock => (FlockArg::LockSharedNonblock, "shared"),
+        _ => (FlockArg::LockExclusiveNonblock, "exclusive"),
+    };
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match Flock::lock(file, try_arg) {
+            Ok(held) => return Ok(Lock(held)),
+            Err((back, Errno::EWOULDBLOCK)) => file = back,
+            Err((_, errno)) => return Err(io_err(path)(io::Error::from(errno))),
+        }
+        if started.elapsed() >= wait {
+            let holders = lock_holders(&file);
+            return Err(Error::Invalid(format!(
+                "{}: waited {} s for a {kind} lock; held by {}",
+                path.display(),
+                wait.as_secs(),
+                if holders.is_empty() { "a process this one cannot see".to_owned() } else { holders.join(", ") }
+            )));
+        }
+        std::thread::sleep(pause.min(wait.saturating_sub(started.elapsed())));
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
 }
 
-/// Copies `from` into `to`, hashing, reporting progress and keeping to `rate` bytes/s.
-struct Copier<'a> {
-    progress: &'a mut Progress<'a>,
-    digest: &'a Digest,
+/// The processes /proc/locks says hold a lock on `file`: "pid N (command line)".
+fn lock_holders(file: &File) -> Vec<String> {
+    let Ok(meta) = file.metadata() else { return Vec::new() };
+    let (major, minor) = (nix::sys::stat::major(meta.dev()), nix::sys::stat::minor(meta.dev()));
+    let device = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    let Ok(locks) = fs::read_to_string("/proc/locks") else { return Vec::new() };
+    let mut out = Vec::new();
+    for line in locks.lines() {
+        // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; blocked waiters carry "->".
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) == Some(&"->") || fields.len() < 6 || fields[5] != device {
+            continue;
+        }
+        let pid = fields[4];
+        let command = fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| {
+                let text = String::from_utf8_lossy(&c).replace('\0', " ");
+                text.trim().chars().take(120).flat_map(char::escape_debug).collect::<String>()
+            })
+            .unwrap_or_default();
+        let entry = if command.is_empty() { format!("pid {pid}") } else { format!("pid {pid} ({command})") };
+        if !out.contains(&entry) {
+            out.push(entry);
+        }
+    }
+    out
+}
+
+/// What the buffers of the copy pipeline carry: a reused buffer and how much of it is filled.
+type Chunk = (Vec<u8>, usize);
+
+/// Copies a body into a file and through a hasher, keeping to the store's limits and reporting
+/// progress.
+struct Copier<'s, 'p, 'q> {
+    store: &'s Store,
+    progress: &'p mut Progress<'q>,
+    /// For progress events; none for data whose digest is known only once read.
+    digest: Option<&'s Digest>,
+    /// The announced size: the body is cut there.
     total: Option<u64>,
-    rate: Option<u64>,
+    what: &'s str,
 }
 
-impl Copier<'_> {
-    /// Copies `from` into `to` and through `hasher`; returns the bytes copied. The network read
-    /// runs here while two helper threads write and hash each buffer, so the three overlap and
-    /// a pull runs at the speed of the slowest, not of their sum.
+impl Copier<'_, '_, '_> {
+    /// Copies `from` (starting at byte `done` of the blob) into `to` and through `hasher`;
+    /// returns the bytes copied. The network read runs here while a helper thread hashes each
+    /// buffer and a second writes it, so the three overlap; the buffers go round, never
+    /// allocated again.
     fn copy(
         &mut self,
         from: &mut dyn Read,
         to: &mut (dyn Write + Send),
         hasher: &mut Sha256,
         mut done: u64,
-        what: &str,
     ) -> Result<u64, Error> {
+        let what = self.what;
+        let limits = self.store.limits.clone();
+        let fetch_error = |message: String| Error::Fetch { url: what.to_owned(), message };
         let started = Instant::now();
+        let (mut window_start, mut window_bytes) = (Instant::now(), 0u64);
         let mut copied = 0u64;
         let mut last_report = Instant::now();
         let mut state = std::mem::take(hasher);
-        let result = std::thread::scope(|scope| -> Result<u64, Error> {
-            let (to_hash, hash_rx) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(8);
-            let (to_write, write_rx) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(8);
+        // Never read past the announced size.
+        let mut left = self.total.map_or(u64::MAX, |t| t.saturating_sub(done));
+        std::thread::scope(|scope| -> Result<u64, Error> {
+            let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPELINE_DEPTH);
+            let (to_hash, hash_rx) = std::sync::mpsc::sync_channel::<Chunk>(PIPELINE_DEPTH);
+            let (to_write, write_rx) = std::sync::mpsc::sync_channel::<Chunk>(PIPELINE_DEPTH);
+            for _ in 0..PIPELINE_DEPTH {
+                let _ = free_tx.send(vec![0u8; COPY_BUFFER]);
+            }
             let hashing = scope.spawn(move || {
-                for buf in hash_rx {
-                    state.update(&buf[..]);
+                for (buf, n) in hash_rx {
+                    state.update(&buf[..n]);
+                    if to_write.send((buf, n)).is_err() {
+                        break;
+                    }
                 }
                 state
             });
             let writing = scope.spawn(move || -> io::Result<()> {
-                for buf in write_rx {
-                    to.write_all(&buf)?;
+                for (buf, n) in write_rx {
+                    to.write_all(&buf[..n])?;
+                    let _ = free_tx.send(buf);
                 }
                 Ok(())
             });
             let mut failure = None;
-            loop {
-                let mut buf = vec![0u8; COPY_BUFFER];
+            'body: while left > 0 {
+                let Ok(mut buf) = free_rx.recv() else { break }; // the writer stopped: see below
                 let mut filled = 0;
                 // Fill most of a buffer before handing it on: fewer, larger writes.
-                while filled < COPY_BUFFER / 2 {
-                    match from.read(&mut buf[filled..]) {
+                while filled < COPY_BUFFER / 2 && (filled as u64) < left {
+                    let room = (COPY_BUFFER - filled).min(usize::try_from(left).unwrap_or(usize::MAX) - filled);
+                    let n = match from.read(&mut buf[filled..filled + room]) {
                         Ok(0) => break,
-                        Ok(n) => filled += n,
+                        Ok(n) => n,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(e) => {
-                            failure =
-                                Some(Error::Fetch { url: what.to_owned(), message: format!("reading the body: {e}") });
+                            failure = Some(fetch_error(format!("reading the body: {e}")));
                             break;
                         }
+                    };
+                    filled += n;
+                    window_bytes += n as u64;
+                    if let Some(why) = too_slow(&limits, started, &mut window_start, &mut window_bytes) {
+                        failure = Some(fetch_error(why));
+                        break;
                     }
                 }
                 if filled > 0 {
-                    buf.truncate(filled);
-                    let buf = Arc::new(buf);
-                    if to_write.send(buf.clone()).is_err() || to_hash.send(buf).is_err() {
+                    if let Some(budget) = &self.store.budget {
+                        if let Err(e) = budget.charge(filled as u64, what) {
+                            failure = Some(e);
+                            break 'body;
+                        }
+                    }
+                    if to_hash.send((buf, filled)).is_err() {
                         break; // the writer failed: its error is reported below
                     }
                     copied += filled as u64;
                     done += filled as u64;
+                    left -= filled as u64;
                 }
                 if failure.is_some() || filled == 0 {
                     break;
                 }
-                if let Some(total) = self.total {
-                    if done > total {
-                        failure = Some(Error::Fetch {
-                            url: what.to_owned(),
-                            message: format!("sent more than the {total} bytes announced for {}", self.digest),
-                        });
-                        break;
-                    }
-                }
-                if let Some(rate) = self.rate.filter(|r| *r > 0) {
+                if let Some(rate) = limits.max_rate.filter(|r| *r > 0) {
                     let due = Duration::from_secs_f64(copied as f64 / rate as f64);
                     if let Some(wait) = due.checked_sub(started.elapsed()) {
                         std::thread::sleep(wait);
                     }
                 }
                 if last_report.elapsed() >= Duration::from_millis(200) {
-                    (self.progress)(Event::Bytes { digest: self.digest.clone(), done, total: self.total });
+                    if let Some(digest) = self.digest {
+                        (self.progress)(Event::Bytes { digest: digest.clone(), done, total: self.total });
+                    }
                     last_report = Instant::now();
                 }
             }
-            drop(to_write);
             drop(to_hash);
             let written = writing.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
             *hasher = hashing.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
             if let Err(e) = written {
-                return Err(Error::Fetch { url: what.to_owned(), message: format!("writing: {e}") });
+                return Err(fetch_error(format!("writing: {e}")));
             }
             match failure {
                 Some(e) => Err(e),
                 None => Ok(copied),
             }
-        });
-        result
+        })
     }
+}
+
+/// Why a transfer that started at `started` must stop: past its deadline, or slower than the
+/// minimum rate over the last window.
+fn too_slow(limits: &Limits, started: Instant, window_start: &mut Instant, window_bytes: &mut u64) -> Option<String> {
+    if started.elapsed() > limits.deadline {
+        return Some(format!(
+            "the transfer took longer than its deadline of {} s (AICONTAINERS_MODELS_TIMEOUT); what arrived is kept for the next pull",
+            limits.deadline.as_secs()
+        ));
+    }
+    let window = window_start.elapsed();
+    if window >= limits.window && !limits.window.is_zero() {
+        let rate = *window_bytes as f64 / window.as_secs_f64();
+        if rate < limits.min_rate as f64 {
+            return Some(format!(
+                "the server sent {} bytes in {} s, less than the minimum rate of {} bytes/s (AICONTAINERS_MODELS_MIN_RATE); what arrived is kept for the next pull",
+                window_bytes,
+                window.as_secs(),
+                limits.min_rate
+            ));
+        }
+        *window_start = Instant::now();
+        *window_bytes = 0;
+    }
+    None
+}
+
+/// A file of `tmp/` holding a blob's data, hashed, not yet in `blobs/`.
+#[derive(Clone, Debug)]
+pub(crate) struct Staged {
+    pub digest: Digest,
+    pub size: u64,
+    pub path: PathBuf,
 }
 
 impl Store {
     /// The store at `root`, created if missing.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, Error> {
-        let store = Store { root: root.into() };
+        let store = Store { root: root.into(), budget: None, limits: Limits::default() };
         for dir in ["blobs/sha256", "trees", "refs", "sources", "tmp"] {
             make_dir(&store.root.join(dir))?;
         }
         Ok(store)
+    }
+
+    /// This store, with `limits` on its transfers and lock waits.
+    pub fn with_limits(mut self, limits: Limits) -> Store {
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// This store, counting what is written to it against `quota` bytes of blobs (or, with no
+    /// quota, the free space of its file system less 1 % of its size).
+    pub fn with_quota(mut self, quota: Option<u64>) -> Result<Store, Error> {
+        let used = self.usage()?;
+        let (limit, what) = match quota {
+            Some(q) => (q, format!("its quota of {q} bytes (it holds {used})")),
+            None => {
+                let fs = nix::sys::statvfs::statvfs(&self.root).map_err(|e| io_err(&self.root)(e.into()))?;
+                let frsize = fs.fragment_size();
+                let free = (fs.blocks_available() as u64).saturating_mul(frsize);
+                let reserve = (fs.blocks() as u64).saturating_mul(frsize) / 100;
+                let limit = used.saturating_add(free.saturating_sub(reserve));
+                (limit, format!("the free space of {} less 1 % of its size", self.root.display()))
+            }
+        };
+        self.budget = Some(Arc::new(Budget { limit, used: AtomicU64::new(used), what }));
+        Ok(self)
     }
 
     /// The store of this host: `$AICONTAINERS_MODELS_DIR`, else [`STORE_DIR`].
@@ -287,25 +506,37 @@ impl Store {
         self.blob_path(digest).is_file()
     }
 
-    /// Shared by pulls; `gc` and `rm` take it exclusively.
+    /// Shared by pulls; `gc` and `rm` take it exclusively. Waits at most [`Limits::lock_wait`].
     pub fn lock_shared(&self) -> Result<Lock, Error> {
-        lock(&self.root.join("lock"), FlockArg::LockShared)
+        lock(&self.root.join("lock"), FlockArg::LockShared, self.limits.lock_wait)
     }
 
     pub fn lock_exclusive(&self) -> Result<Lock, Error> {
-        lock(&self.root.join("lock"), FlockArg::LockExclusive)
+        lock(&self.root.join("lock"), FlockArg::LockExclusive, self.limits.lock_wait)
+    }
+
+    /// Charges `n` bytes about to be written for a new blob against the quota.
+    pub(crate) fn charge(&self, n: u64, what: &str) -> Result<(), Error> {
+        self.budget.as_ref().map_or(Ok(()), |b| b.charge(n, what))
+    }
+
+    /// Gives back what was charged for bytes that took no space after all (a blob already there).
+    pub(crate) fn refund(&self, n: u64) {
+        if let Some(b) = &self.budget {
+            b.refund(n);
+        }
     }
 
     /// Makes sure blob `digest` is in the store, fetching it with `fetch(offset)` if not.
     /// Returns the bytes transferred (0 if it was there). One process downloads a blob at a
     /// time; a second waits for it and then finds the blob there. An interrupted download is
-    /// resumed from its partial file; a digest mismatch removes the partial file.
+    /// resumed from its partial file; a digest mismatch removes the partial file. The body is
+    /// cut at `size` when the source announces one.
     pub fn ensure_blob(
         &self,
         digest: &Digest,
         size: Option<u64>,
         what: &str,
-        rate: Option<u64>,
         fetch: &mut dyn FnMut(u64) -> Result<Body, Error>,
         progress: &mut Progress<'_>,
     ) -> Result<u64, Error> {
@@ -313,7 +544,9 @@ impl Store {
             return Ok(0);
         }
         let tmp = self.root.join("tmp");
-        let _lock = lock(&tmp.join(format!("{}.lock", digest.hex())), FlockArg::LockExclusive)?;
+        // Another pull downloading this blob holds it for at most one transfer.
+        let wait = self.limits.lock_wait.max(self.limits.deadline);
+        let _lock = lock(&tmp.join(format!("{}.lock", digest.hex())), FlockArg::LockExclusive, wait)?;
         if self.has_blob(digest) {
             return Ok(0);
         }
@@ -328,6 +561,7 @@ impl Store {
                 .create(true)
                 .truncate(false)
                 .mode(FILE_MODE)
+                .custom_flags(nix::libc::O_NOFOLLOW)
                 .open(&partial)
                 .map_err(io_err(&partial))?;
             let mut have = file.metadata().map_err(io_err(&partial))?.len();
@@ -354,8 +588,8 @@ impl Store {
                 };
                 file.set_len(start).map_err(io_err(&partial))?;
                 file.seek(SeekFrom::Start(start)).map_err(io_err(&partial))?;
-                let mut copier = Copier { progress, digest, total: size, rate };
-                let copied = copier.copy(&mut reader, &mut file, &mut hasher, start, what);
+                let mut copier = Copier { store: self, progress, digest: Some(digest), total: size, what };
+                let copied = copier.copy(&mut reader, &mut file, &mut hasher, start);
                 transferred += match copied {
                     Ok(n) => n,
                     Err(e) => {
@@ -370,6 +604,7 @@ impl Store {
             if &actual != digest || size.is_some_and(|s| s != len) {
                 drop(file);
                 let _ = fs::remove_file(&partial);
+                self.refund(len);
                 if have > 0 && attempt == 0 {
                     continue;
                 }
@@ -388,47 +623,80 @@ impl Store {
 
     /// Stores data whose digest is known only once read (an archive member, a local file, a
     /// small Hub file): written to a temporary file, hashed, fsynced, renamed into `blobs/`.
-    pub fn put_reader(&self, reader: &mut dyn Read, what: &str) -> Result<(Digest, u64), Error> {
-        let tmp_dir = self.root.join("tmp");
-        let tmp = tmp_dir.join(format!("put-{}-{}", std::process::id(), unique()));
-        let mut file =
-            OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(&tmp).map_err(io_err(&tmp))?;
+    /// At most `size` bytes are read when it is given, and fewer fail.
+    pub fn put_reader(&self, reader: &mut dyn Read, what: &str, size: Option<u64>) -> Result<(Digest, u64), Error> {
+        let staged = self.stage(reader, what, size)?;
+        self.commit(&[staged.clone()], true)?;
+        Ok((staged.digest, staged.size))
+    }
+
+    /// The first half of [`Store::put_reader`]: the data written to a file of `tmp/`, hashed,
+    /// not yet synced nor visible. Many staged files are made durable at once by
+    /// [`Store::commit`] (one syncfs(2), not one fsync per file).
+    pub(crate) fn stage(&self, reader: &mut dyn Read, what: &str, size: Option<u64>) -> Result<Staged, Error> {
+        let tmp = self.root.join("tmp").join(format!("put-{}-{}", std::process::id(), unique()));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
         let mut hasher = Sha256::new();
-        let result = (|| {
-            let mut writer = BufWriter::with_capacity(COPY_BUFFER, &mut file);
-            let mut buf = vec![0u8; COPY_BUFFER];
-            let mut size = 0u64;
-            loop {
-                let n = match reader.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(Error::Fetch { url: what.to_owned(), message: e.to_string() }),
-                };
-                hasher.update(&buf[..n]);
-                writer.write_all(&buf[..n]).map_err(io_err(&tmp))?;
-                size += n as u64;
+        let mut quiet = |_: Event| {};
+        let mut copier = Copier { store: self, progress: &mut quiet, digest: None, total: size, what };
+        let copied = copier.copy(reader, &mut file, &mut hasher, 0);
+        let result = copied.and_then(|n| match size {
+            Some(s) if s != n => {
+                Err(Error::Fetch { url: what.to_owned(), message: format!("received {n} bytes of {s}") })
             }
-            writer.flush().map_err(io_err(&tmp))?;
-            Ok(size)
-        })();
-        let size = match result {
-            Ok(size) => size,
+            _ => Ok(n),
+        });
+        match result {
+            Ok(n) => Ok(Staged { digest: Digest::from_hasher(hasher), size: n, path: tmp }),
             Err(e) => {
+                let written = file.metadata().map_or(0, |m| m.len());
+                drop(file);
                 let _ = fs::remove_file(&tmp);
-                return Err(e);
+                self.refund(written);
+                Err(e)
             }
-        };
-        let digest = Digest::from_hasher(hasher);
-        let blob = self.blob_path(&digest);
-        if blob.is_file() {
-            let _ = fs::remove_file(&tmp);
-            return Ok((digest, size));
         }
-        file.sync_all().map_err(io_err(&tmp))?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(FILE_MODE)).map_err(io_err(&tmp))?;
-        fs::rename(&tmp, &blob).map_err(io_err(&blob))?;
-        Ok((digest, size))
+    }
+
+    /// Makes staged files blobs: synced (each file, or the whole file system once when `each`
+    /// is false), then renamed into `blobs/` (a blob already there keeps its file).
+    pub(crate) fn commit(&self, staged: &[Staged], each: bool) -> Result<(), Error> {
+        if staged.is_empty() {
+            return Ok(());
+        }
+        if !each {
+            let tmp = self.root.join("tmp");
+            let dir = File::open(&tmp).map_err(io_err(&tmp))?;
+            nix::unistd::syncfs(&dir).map_err(|e| io_err(&tmp)(e.into()))?;
+        }
+        for s in staged {
+            let blob = self.blob_path(&s.digest);
+            if blob.is_file() {
+                let _ = fs::remove_file(&s.path);
+                self.refund(s.size);
+                continue;
+            }
+            if each {
+                File::open(&s.path).and_then(|f| f.sync_all()).map_err(io_err(&s.path))?;
+            }
+            fs::set_permissions(&s.path, fs::Permissions::from_mode(FILE_MODE)).map_err(io_err(&s.path))?;
+            fs::rename(&s.path, &blob).map_err(io_err(&blob))?;
+        }
+        sync_dir(&self.root.join("blobs/sha256"))
+    }
+
+    /// Drops staged files that will not be committed.
+    pub(crate) fn discard(&self, staged: &[Staged]) {
+        for s in staged {
+            let _ = fs::remove_file(&s.path);
+            self.refund(s.size);
+        }
     }
 
     /// Builds (or finds) the tree of `files` and returns its id. Paths are checked again here;
@@ -470,13 +738,30 @@ impl Store {
         let tmp = trees.join(format!(".tmp-{}-{}", std::process::id(), unique()));
         make_dir(&tmp)?;
         let built = (|| {
+            // A file system limits the links to one inode (ext4: 65,000): past it, a copy of
+            // the blob in the tree takes the next links.
+            let mut link_from: HashMap<&Digest, PathBuf> = HashMap::new();
+            let mut copies = Vec::new();
             for f in &files {
                 let target = tmp.join(&f.path);
                 if let Some(parent) = target.parent() {
                     make_dir(parent)?;
                 }
-                let blob = self.blob_path(&f.digest);
-                fs::hard_link(&blob, &target).map_err(|e| Error::Io { path: blob.clone(), source: e })?;
+                let from = link_from.get(&f.digest).cloned().unwrap_or_else(|| self.blob_path(&f.digest));
+                match fs::hard_link(&from, &target) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(nix::libc::EMLINK) => {
+                        fs::copy(&from, &target).map_err(io_err(&target))?;
+                        fs::set_permissions(&target, fs::Permissions::from_mode(FILE_MODE)).map_err(io_err(&target))?;
+                        copies.push(target.clone());
+                        link_from.insert(&f.digest, target);
+                    }
+                    Err(e) => return Err(io_err(&from)(e)),
+                }
+            }
+            // Copies are data, not only links: durable before the tree is visible.
+            for copy in &copies {
+                File::open(copy).and_then(|f| f.sync_all()).map_err(io_err(copy))?;
             }
             Ok(())
         })();
@@ -512,7 +797,7 @@ impl Store {
             pulled: now(),
             pinned: pin || previous.is_some_and(|p| p.pinned),
             files: files.len(),
-            size: files.iter().map(|f| f.size).sum(),
+            size: files.iter().try_fold(0u64, |sum, f| sum.checked_add(f.size)).unwrap_or(u64::MAX),
         };
         let json = serde_json::to_vec_pretty(&record).map_err(|e| Error::Invalid(e.to_string()))?;
         write_atomic(&self.record_path(source), &json)?;
@@ -673,7 +958,7 @@ impl Write for HashWriter<'_> {
 }
 
 /// A number unique within this process, for temporary names.
-fn unique() -> u64 {
+pub(crate) fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64);
@@ -697,8 +982,8 @@ mod tests {
         let digest = Digest::of(&data);
         let wrong = Digest::of(b"other");
         let mut p = quiet();
-        let mut fetch = |_| Ok(Body::Whole(Box::new(Cursor::new(data.clone())) as Box<dyn Read>));
-        let err = store.ensure_blob(&wrong, None, "test", None, &mut fetch, &mut p).expect_err("mismatch");
+        let mut fetch = |_| Ok(Body::Whole(Box::new(Cursor::new(data.clone())) as Reader));
+        let err = store.ensure_blob(&wrong, None, "test", &mut fetch, &mut p).expect_err("mismatch");
         assert!(err.to_string().contains("digest mismatch"), "{err}");
         assert!(!store.has_blob(&wrong));
         assert_eq!(
@@ -708,8 +993,8 @@ mod tests {
                 .count(),
             0
         );
-        assert_eq!(store.ensure_blob(&digest, Some(7), "test", None, &mut fetch, &mut p).expect("pull"), 7);
-        assert_eq!(store.ensure_blob(&digest, Some(7), "test", None, &mut fetch, &mut p).expect("again"), 0);
+        assert_eq!(store.ensure_blob(&digest, Some(7), "test", &mut fetch, &mut p).expect("pull"), 7);
+        assert_eq!(store.ensure_blob(&digest, Some(7), "test", &mut fetch, &mut p).expect("again"), 0);
         let mode = fs::metadata(store.blob_path(&digest)).expect("blob").permissions().mode();
         assert_eq!(mode & 0o777, 0o644);
     }
@@ -725,13 +1010,10 @@ mod tests {
         let mut asked = None;
         let mut fetch = |offset| {
             asked = Some(offset);
-            Ok(Body::Resumed(Box::new(Cursor::new(tail.clone())) as Box<dyn Read>))
+            Ok(Body::Resumed(Box::new(Cursor::new(tail.clone())) as Reader))
         };
         let mut p = quiet();
-        assert_eq!(
-            store.ensure_blob(&digest, Some(100_000), "test", None, &mut fetch, &mut p).expect("resume"),
-            40_000
-        );
+        assert_eq!(store.ensure_blob(&digest, Some(100_000), "test", &mut fetch, &mut p).expect("resume"), 40_000);
         assert_eq!(asked, Some(60_000));
         assert_eq!(fs::read(store.blob_path(&digest)).expect("blob"), data);
     }
@@ -740,8 +1022,8 @@ mod tests {
     fn trees_refuse_conflicts_and_gc_keeps_what_is_named() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("store");
-        let (a, na) = store.put_reader(&mut Cursor::new(b"a".to_vec()), "a").expect("a");
-        let (b, nb) = store.put_reader(&mut Cursor::new(b"b".to_vec()), "b").expect("b");
+        let (a, na) = store.put_reader(&mut Cursor::new(b"a".to_vec()), "a", None).expect("a");
+        let (b, nb) = store.put_reader(&mut Cursor::new(b"b".to_vec()), "b", None).expect("b");
         let f = |path: &str, digest: &Digest, size| TreeFile { path: path.into(), digest: digest.clone(), size };
         assert!(store.build_tree(&[f("x", &a, na), f("x/y", &b, nb)]).is_err());
         assert!(store.build_tree(&[f("../x", &a, na)]).is_err());
