@@ -28,7 +28,13 @@ impl Digest {
     }
 
     pub fn from_hasher(hasher: Sha256) -> Digest {
-        Digest(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(64);
+        for b in hasher.finalize() {
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
+        }
+        Digest(out)
     }
 
     /// The 64 hex digits.

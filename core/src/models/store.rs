@@ -742,10 +742,14 @@ impl Store {
             // the blob in the tree takes the next links.
             let mut link_from: HashMap<&Digest, PathBuf> = HashMap::new();
             let mut copies = Vec::new();
+            let mut made: BTreeSet<PathBuf> = BTreeSet::new();
             for f in &files {
                 let target = tmp.join(&f.path);
                 if let Some(parent) = target.parent() {
-                    make_dir(parent)?;
+                    if !made.contains(parent) {
+                        make_dir(parent)?;
+                        made.insert(parent.to_path_buf());
+                    }
                 }
                 let from = link_from.get(&f.digest).cloned().unwrap_or_else(|| self.blob_path(&f.digest));
                 match fs::hard_link(&from, &target) {
