@@ -164,7 +164,8 @@ fn limits(timeout: Option<u64>, min_rate: Option<(u64, Option<u64>)>) -> Result<
 
 fn store() -> Result<Store, String> {
     let root = Store::system_root();
-    Store::open(&root).map_err(|e| format!("model store {}: {e}", root.display()))
+    let store = Store::open(&root).map_err(|e| format!("model store {}: {e}", root.display()))?;
+    Ok(store.with_limits(limits(None, None)?))
 }
 
 fn parse(text: &str, sha256: Option<&str>) -> Result<Source, String> {

@@ -469,3 +469,325 @@ fn a_registry_that_challenges_gets_a_token_with_credentials_from_the_auth_file()
     let log = log.lock().expect("log");
     assert!(log.iter().any(|r| r.path == "/token?service=test&scope=repository%3Aprivate%2Fm%3Apull"), "{log:?}");
 }
+
+// ---- Hostile sources, servers and local users (limits, credentials, locks, numbers) ----
+
+/// An OCI manifest of raw layers (path, digest, announced size).
+fn raw_manifest(layers: &[(&str, &str, u64)]) -> Vec<u8> {
+    let layers: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|(path, digest, size)| serde_json::json!({"mediaType": "application/vnd.cncf.model.weight.v1.raw", "digest": digest, "size": size, "annotations": {"org.cncf.model.filepath": path}}))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "layers": layers}))
+        .expect("json")
+}
+
+fn blob_bytes(store: &Path) -> u64 {
+    fs::read_dir(store.join("blobs/sha256")).expect("blobs").map(|e| e.expect("e").metadata().expect("m").len()).sum()
+}
+
+fn leftovers(store: &Path) -> Vec<String> {
+    fs::read_dir(store.join("tmp"))
+        .expect("tmp")
+        .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect()
+}
+
+#[test]
+fn a_decompression_bomb_stops_at_the_quota() {
+    let Some(reg) = Registry::start() else { return };
+    let repo = "evil/bomb";
+    // 64 MiB of zeros gzip to about 64 KiB.
+    let bomb = gzip(&tar_of(&[("zeros.bin", &vec![0u8; 64 << 20])]));
+    assert!(bomb.len() < 1 << 20);
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": reg.push_blob(repo, config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": reg.push_blob(repo, &bomb), "size": bomb.len()}],
+    });
+    reg.push_manifest(repo, "1", &manifest);
+    let store = store_dir();
+    let err = pull(store.path(), &["--quota", "8M", &format!("oci://{}/{repo}:1", reg.addr)]).expect_err("bomb");
+    assert!(err.contains("stopped at the model cache's limit") && err.contains("quota of 8388608"), "{err}");
+    assert!(blob_bytes(store.path()) <= 8 << 20, "the store stayed within its quota");
+    assert!(leftovers(store.path()).is_empty(), "{:?}", leftovers(store.path()));
+    assert!(!store.path().join("refs").read_dir().expect("refs").any(|_| true));
+}
+
+#[test]
+fn https_and_file_sources_count_against_the_quota() {
+    let data = vec![3u8; 3 << 20];
+    let pin = sha256(&data);
+    let served = data.clone();
+    let (base, _log) = serve(move |_| Reply::new(200, served.clone(), "application/octet-stream"));
+    let store = store_dir();
+    let url = format!("{base}/w/m.gguf");
+    let err = pull(store.path(), &["--quota", "1M", "--sha256", pin.trim_start_matches("sha256:"), &url])
+        .expect_err("over quota");
+    assert!(err.contains("stopped at the model cache's limit"), "{err}");
+    assert!(blob_bytes(store.path()) <= 1 << 20);
+    let src = tempfile::tempdir().expect("src");
+    fs::set_permissions(src.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::write(src.path().join("m.gguf"), &data).expect("write");
+    let err = pull(store.path(), &["--quota", "1M", &format!("file://{}", src.path().display())]).expect_err("quota");
+    assert!(err.contains("stopped at the model cache's limit"), "{err}");
+    assert!(leftovers(store.path()).iter().all(|n| n.ends_with(".partial")), "{:?}", leftovers(store.path()));
+}
+
+/// A registry that sends the announced bytes and then more: the body is cut at the manifest's
+/// size (and verified); sizes that add up past 2^64 are refused.
+#[test]
+fn bodies_are_cut_at_their_announced_size_and_size_sums_cannot_overflow() {
+    let data = vec![7u8; 100];
+    let digest = sha256(&data);
+    let manifest = raw_manifest(&[("m.bin", &digest, 100)]);
+    let huge = raw_manifest(&[("a", &digest, 1 << 63), ("b", &sha256(b"b"), 1 << 63)]);
+    let (base, _log) = serve_raw(move |r, stream| {
+        use std::io::Write as _;
+        let (body, kind): (Vec<u8>, &str) = match r.path.as_str() {
+            "/v2/evil/m/manifests/v1" => (manifest.clone(), "application/vnd.oci.image.manifest.v1+json"),
+            "/v2/evil/m/manifests/huge" => (huge.clone(), "application/vnd.oci.image.manifest.v1+json"),
+            _ => {
+                let mut body = data.clone();
+                body.extend(vec![0u8; 5 << 20]);
+                (body, "application/octet-stream")
+            }
+        };
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = stream.write_all(&body);
+    });
+    let host = base.trim_start_matches("http://");
+    let store = store_dir();
+    let report = pull(store.path(), &[&format!("oci://{host}/evil/m:v1")]).expect("cut and verified");
+    assert_eq!(n(&report, "transferred"), 100, "not a byte past the announced size");
+    let err = pull(store.path(), &[&format!("oci://{host}/evil/m:huge")]).expect_err("overflow");
+    assert!(err.contains("more than 2^64"), "{err}");
+}
+
+/// A server that sends 100 bytes every 100 ms of a body it says is 10 MB.
+fn trickle() -> String {
+    let (base, _log) = serve_raw(|r, stream| {
+        use std::io::Write as _;
+        if r.path.ends_with("/manifests/v1") {
+            let body = raw_manifest(&[("m.bin", &sha256(b"never"), 10_000_000)]);
+            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\n\r\n", body.len());
+            let _ = stream.write_all(&body);
+            return;
+        }
+        let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n");
+        for _ in 0..3000 {
+            if stream.write_all(&[1u8; 100]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    format!("oci://{}/slow/m:v1", base.trim_start_matches("http://"))
+}
+
+#[test]
+fn a_trickling_server_meets_the_minimum_rate_and_the_deadline() {
+    let store = store_dir();
+    let err = pull(store.path(), &["--min-rate", "10K/2", &trickle()]).expect_err("too slow");
+    assert!(err.contains("less than the minimum rate of 10240 bytes/s"), "{err}");
+    let err = pull_env(store.path(), &["--min-rate", "1/60", &trickle()], &[("AICONTAINERS_MODELS_TIMEOUT", "2")])
+        .expect_err("too long");
+    assert!(err.contains("longer than its deadline of 2 s"), "{err}");
+    assert_eq!(partials(store.path()), 1, "what arrived is kept for the next pull");
+}
+
+#[test]
+fn the_model_unit_has_a_start_timeout() {
+    let unit =
+        fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../units/aicontainers-model@.service")).expect("unit");
+    let timeout = unit.lines().find_map(|l| l.strip_prefix("TimeoutStartSec=")).expect("TimeoutStartSec=");
+    assert!(!["infinity", "0"].contains(&timeout), "TimeoutStartSec={timeout}");
+}
+
+/// Basic credentials for 127.0.0.1:PORT in an auth file.
+fn auth_file(host: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().expect("auth");
+    fs::write(file.path(), format!(r#"{{"auths": {{"{host}": {{"auth": "dXNlcjpzZWNyZXQ="}}}}}}"#)).expect("auth");
+    file
+}
+
+/// The registry's blob redirects to another port of the same host, and its token realm is on
+/// another port: neither gets the registry's credentials (nor the token).
+#[test]
+fn credentials_go_only_to_their_exact_origin() {
+    let data = b"weights".to_vec();
+    let digest = sha256(&data);
+    let served = data.clone();
+    let (other, other_log) = serve(move |r| {
+        if r.path.starts_with("/token") {
+            return Reply::new(200, r#"{"token":"t0k3n"}"#, "application/json");
+        }
+        Reply::new(200, served.clone(), "application/octet-stream")
+    });
+    let manifest = raw_manifest(&[("m.bin", &digest, data.len() as u64)]);
+    let other2 = other.clone();
+    let (registry, registry_log) = serve(move |r| {
+        let auth = r.headers.get("authorization").map(String::as_str);
+        let bearer = r.path.starts_with("/v2/bearer/");
+        let ok = if bearer { auth == Some("Bearer t0k3n") } else { auth == Some("Basic dXNlcjpzZWNyZXQ=") };
+        if !ok {
+            let mut reply = Reply::new(401, "{}", "application/json");
+            reply.headers = if bearer {
+                format!("WWW-Authenticate: Bearer realm=\"{other2}/token\",service=\"x\"\r\n")
+            } else {
+                "WWW-Authenticate: Basic realm=\"r\"\r\n".to_owned()
+            };
+            return reply;
+        }
+        if r.path.ends_with("/manifests/v1") {
+            return Reply::new(200, manifest.clone(), "application/vnd.oci.image.manifest.v1+json");
+        }
+        let mut reply = Reply::new(307, "", "text/plain");
+        reply.headers = format!("Location: {other2}/cdn/blob\r\n");
+        reply
+    });
+    let host = registry.trim_start_matches("http://");
+    let auth = auth_file(host);
+    let env = [("REGISTRY_AUTH_FILE", auth.path().to_str().expect("utf-8"))];
+    for repo in ["basic/m", "bearer/m"] {
+        let store = store_dir();
+        let report = pull_env(store.path(), &[&format!("oci://{host}/{repo}:v1")], &env).expect("pull");
+        assert_eq!(n(&report, "files"), 1);
+    }
+    assert!(registry_log.lock().expect("log").iter().any(|r| r.headers.contains_key("authorization")));
+    let other_log = other_log.lock().expect("log");
+    assert!(other_log.iter().any(|r| r.path == "/cdn/blob") && other_log.iter().any(|r| r.path.starts_with("/token")));
+    for r in other_log.iter() {
+        assert!(!r.headers.contains_key("authorization"), "credentials reached another origin: {r:?}");
+    }
+}
+
+/// The Hub's file redirects to a CDN on another port of the same host: no token there.
+#[test]
+fn the_hub_token_does_not_follow_a_redirect_to_another_origin() {
+    let data = b"{}".to_vec();
+    let served = data.clone();
+    let (cdn, cdn_log) = serve(move |_| Reply::new(200, served.clone(), "application/octet-stream"));
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let (hub, hub_log) = serve(move |r| {
+        if r.path.starts_with("/api/") {
+            let list = serde_json::json!({"sha": commit, "siblings": [{"rfilename": "config.json", "size": 2}]});
+            return Reply::new(200, serde_json::to_vec(&list).expect("json"), "application/json");
+        }
+        let mut reply = Reply::new(302, "", "text/plain");
+        reply.headers = format!("Location: {cdn}/file\r\n");
+        reply
+    });
+    let store = store_dir();
+    pull_env(store.path(), &["hf://org/m"], &[("HF_ENDPOINT", hub.as_str()), ("HF_TOKEN", "hf_secret")]).expect("pull");
+    assert!(hub_log
+        .lock()
+        .expect("log")
+        .iter()
+        .all(|r| r.headers.get("authorization").map(String::as_str) == Some("Bearer hf_secret")));
+    let cdn_log = cdn_log.lock().expect("log");
+    assert_eq!(cdn_log.len(), 1);
+    assert!(!cdn_log[0].headers.contains_key("authorization"), "{:?}", cdn_log[0]);
+}
+
+#[test]
+fn the_store_lock_is_roots_alone_and_a_wait_says_who_holds_it() {
+    let store = store_dir();
+    fs::set_permissions(store.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let lock = store.path().join("lock");
+    fs::write(&lock, b"").expect("lock");
+    fs::set_permissions(&lock, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let empty = tempfile::tempdir().expect("config");
+    let config = empty.path().to_str().expect("utf-8");
+    let o = aictl(store.path(), &["model", "gc", "--config", config]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(fs::metadata(&lock).expect("lock").permissions().mode() & 0o777, 0o600, "made root's alone");
+    if nix::unistd::geteuid().is_root() && Path::new("/usr/sbin/runuser").exists() {
+        let o = Command::new("/usr/sbin/runuser")
+            .args(["-u", "nobody", "--", "flock", "-n", lock.to_str().expect("utf-8"), "true"])
+            .output()
+            .expect("runuser");
+        assert!(!o.status.success(), "an unprivileged user could take the store's lock");
+    } else {
+        eprintln!("SKIPPED part: not root or no runuser, so an unprivileged open of the lock is not tried");
+    }
+    // Held by another process: the wait ends and names it.
+    let mut holder = Command::new("flock")
+        .args([lock.to_str().expect("utf-8"), "-c", "echo held; exec sleep 60"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("flock(1)");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.take().expect("stdout")), &mut line)
+        .expect("held");
+    let o = aictl_env(store.path(), &["model", "gc", "--config", config], &[("AICONTAINERS_MODELS_LOCK_TIMEOUT", "1")]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("waited 1 s for an exclusive lock"), "{err}");
+    assert!(err.contains("held by pid") && err.contains("sleep 60"), "{err}");
+}
+
+#[test]
+fn file_sources_are_cached_only_if_service_accounts_could_read_them_in_place() {
+    let outer = tempfile::tempdir().expect("outer");
+    let private = outer.path().join("private");
+    fs::create_dir_all(private.join("m")).expect("dirs");
+    fs::write(private.join("m/w.gguf"), b"weights").expect("write");
+    fs::set_permissions(outer.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::set_permissions(private.join("m/w.gguf"), fs::Permissions::from_mode(0o644)).expect("chmod");
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).expect("chmod");
+    let store = store_dir();
+    let source = format!("file://{}", private.join("m").display());
+    let err = pull(store.path(), &[&source]).expect_err("refused");
+    assert!(err.contains("other accounts cannot search") && err.contains("private"), "{err}");
+    let err = pull(store.path(), &[&format!("{source}/w.gguf")]).expect_err("refused");
+    assert!(err.contains("other accounts cannot search"), "{err}");
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o755)).expect("chmod");
+    // A directory inside the model that others cannot enter.
+    fs::create_dir(private.join("m/inner")).expect("inner");
+    fs::write(private.join("m/inner/x"), b"x").expect("x");
+    fs::set_permissions(private.join("m/inner"), fs::Permissions::from_mode(0o700)).expect("chmod");
+    let err = pull(store.path(), &[&source]).expect_err("refused");
+    assert!(err.contains("inner"), "{err}");
+    fs::set_permissions(private.join("m/inner"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    // A FIFO does not block the pull and is no model file; a link as the source is refused.
+    nix::unistd::mkfifo(&private.join("m/fifo"), nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+    let report = pull(store.path(), &[&source]).expect("pull");
+    assert_eq!(files_under(Path::new(report["path"].as_str().expect("path"))), ["inner/x", "w.gguf"]);
+    std::os::unix::fs::symlink(private.join("m"), outer.path().join("link")).expect("symlink");
+    let err = pull(store.path(), &[&format!("file://{}", outer.path().join("link").display())]).expect_err("link");
+    assert!(err.contains("symbolic link"), "{err}");
+}
+
+#[test]
+fn rates_sizes_and_ports_out_of_range_are_refused() {
+    let store = store_dir();
+    for args in [
+        ["--limit-rate", "99999999999999999999G"],
+        ["--limit-rate", "17179869184G"],
+        ["--quota", "18446744073709551615K"],
+        ["--min-rate", "1/0"],
+    ] {
+        let mut all = vec!["model", "pull"];
+        all.extend(args);
+        all.push("oci://127.0.0.1:5000/m:1");
+        let o = aictl(store.path(), &all);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("too large") || err.contains("seconds"), "{args:?}: {err}");
+    }
+    for port in ["0", "65536", "99999", "x"] {
+        let err = pull(store.path(), &[&format!("oci://127.0.0.1:{port}/m:1")]).expect_err("port");
+        assert!(err.contains("1 to 65535") || err.contains("not a host"), "{port}: {err}");
+        let hf = format!("http://127.0.0.1:{port}");
+        let err = pull_env(store.path(), &["hf://org/m"], &[("HF_ENDPOINT", &hf)]).expect_err("port");
+        assert!(err.contains("1 to 65535"), "{port}: {err}");
+    }
+}

@@ -49,7 +49,7 @@ pub fn aictl_env(store: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         c.env(k, v);
     }
-    c.output().expect("aictl runs")
+    output_within(&mut c, std::time::Duration::from_secs(180))
 }
 
 /// `aictl model pull --json ARGS`: the final report, or the error text.
@@ -130,7 +130,33 @@ pub fn serve(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> (St
     (base, log)
 }
 
-fn answer(stream: TcpStream, handler: &dyn Fn(&Request) -> Reply, log: &Mutex<Vec<Request>>) -> std::io::Result<()> {
+/// A loopback HTTP server whose handler writes the whole response itself (to trickle, lie
+/// about sizes or redirect): for hostile-server tests.
+pub fn serve_raw(
+    handler: impl Fn(&Request, &mut TcpStream) + Send + Sync + 'static,
+) -> (String, Arc<Mutex<Vec<Request>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let handler = Arc::new(handler);
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let handler = handler.clone();
+            let log = log2.clone();
+            std::thread::spawn(move || {
+                if let Ok(request) = read_request(&stream) {
+                    log.lock().expect("log").push(request.clone());
+                    handler(&request, &mut stream);
+                }
+            });
+        }
+    });
+    (base, log)
+}
+
+fn read_request(stream: &TcpStream) -> std::io::Result<Request> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -145,7 +171,11 @@ fn answer(stream: TcpStream, handler: &dyn Fn(&Request) -> Reply, log: &Mutex<Ve
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
         }
     }
-    let request = Request { path, headers };
+    Ok(Request { path, headers })
+}
+
+fn answer(stream: TcpStream, handler: &dyn Fn(&Request) -> Reply, log: &Mutex<Vec<Request>>) -> std::io::Result<()> {
+    let request = read_request(&stream)?;
     log.lock().expect("log").push(request.clone());
     let reply = handler(&request);
     let mut stream = stream;
@@ -171,4 +201,21 @@ fn answer(stream: TcpStream, handler: &dyn Fn(&Request) -> Reply, log: &Mutex<Ve
     )?;
     stream.write_all(&body)?;
     stream.flush()
+}
+
+/// Runs `command`, killing it if it has not finished after `guard` (a hang is a failure of
+/// the test, not a timing assertion: the guard is far above what the test needs).
+pub fn output_within(command: &mut Command, guard: std::time::Duration) -> Output {
+    let mut child =
+        command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("spawn");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > guard {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!("{command:?} hung (killed after {guard:?}): {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
 }

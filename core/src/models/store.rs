@@ -221,8 +221,8 @@ fn lock(path: &Path, arg: FlockArg, wait: Duration) -> Result<Lock, Error> {
     // A store made by an earlier version has its lock files 0644.
     file.set_permissions(fs::Permissions::from_mode(LOCK_MODE)).map_err(io_err(path))?;
     let (try_arg, kind) = match arg {
-        FlockArg::LockShared | FlockArg::LockSharedNonblock => (FlockArg::LockSharedNonblock, "shared"),
-        _ => (FlockArg::LockExclusiveNonblock, "exclusive"),
+        FlockArg::LockShared | FlockArg::LockSharedNonblock => (FlockArg::LockSharedNonblock, "a shared"),
+        _ => (FlockArg::LockExclusiveNonblock, "an exclusive"),
     };
     let started = Instant::now();
     let mut pause = Duration::from_millis(10);
@@ -235,7 +235,7 @@ fn lock(path: &Path, arg: FlockArg, wait: Duration) -> Result<Lock, Error> {
         if started.elapsed() >= wait {
             let holders = lock_holders(&file);
             return Err(Error::Invalid(format!(
-                "{}: waited {} s for a {kind} lock; held by {}",
+                "{}: waited {} s for {kind} lock; held by {}",
                 path.display(),
                 wait.as_secs(),
                 if holders.is_empty() { "a process this one cannot see".to_owned() } else { holders.join(", ") }
