@@ -129,7 +129,8 @@ fn parse_min_rate(text: &str) -> Result<(u64, Option<u64>), String> {
 }
 
 /// The limits of a pull by this process: the flags, else `AICONTAINERS_MODELS_TIMEOUT`,
-/// `AICONTAINERS_MODELS_MIN_RATE` and `AICONTAINERS_MODELS_LOCK_TIMEOUT` (which a drop-in for
+/// `AICONTAINERS_MODELS_MIN_RATE`, `AICONTAINERS_MODELS_PARALLEL` and
+/// `AICONTAINERS_MODELS_LOCK_TIMEOUT` (which a drop-in for
 /// aicontainers-model@.service can set), else the defaults of [`Limits`].
 fn limits(timeout: Option<u64>, min_rate: Option<(u64, Option<u64>)>) -> Result<Limits, String> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -154,6 +155,17 @@ fn limits(timeout: Option<u64>, min_rate: Option<(u64, Option<u64>)>) -> Result<
         if let Some(w) = window {
             limits.window = Duration::from_secs(w);
         }
+    }
+    if let Some(v) = env("AICONTAINERS_MODELS_PARALLEL") {
+        limits.parallel = match v.parse::<usize>() {
+            Ok(n) if (1..=64).contains(&n) => n,
+            _ => {
+                return Err(format!(
+                    "AICONTAINERS_MODELS_PARALLEL: `{}` is not a number from 1 to 64",
+                    v.escape_debug()
+                ))
+            }
+        };
     }
     if let Some(v) = env("AICONTAINERS_MODELS_LOCK_TIMEOUT") {
         limits.lock_wait =

@@ -167,8 +167,9 @@ pub(crate) struct Resolved {
 /// Fetches a blob from an offset; shared by the threads that fetch a model's blobs.
 pub(crate) type Fetcher = Box<dyn Fn(&Blob, u64) -> Result<Body, Error> + Send + Sync>;
 
-/// How many blobs of one model are fetched at once: enough for a sharded model to be limited
-/// by the link or the disk rather than by one stream, few enough to be fair to a registry.
+/// How many blobs of one model are fetched at once by default ([`Limits::parallel`]): enough
+/// for a sharded model to be limited by the link or the disk rather than by one stream, few
+/// enough to be fair to a registry.
 pub const PARALLEL_FETCHES: usize = 4;
 
 /// The sum of sizes a source announced, or an error if it cannot be held (a hostile manifest).
@@ -179,6 +180,9 @@ fn total<'a>(mut sizes: impl Iterator<Item = &'a u64>, source: &Source) -> Resul
 }
 
 /// Pulls `source` into `store` and points its ref at it. See [`PullOptions`].
+///
+/// Long because it is the one place that orders a pull's stages (cache check, resolve, the
+/// up-to-date check, quota, fetch, assemble, tree, ref); each stage is a call.
 pub fn pull(
     store: &Store,
     source: &Source,
@@ -310,7 +314,7 @@ enum Note {
     Done(usize, Result<(Digest, u64), Error>),
 }
 
-/// Fetches every item of `resolved` that is not in the store, [`PARALLEL_FETCHES`] at a time,
+/// Fetches every item of `resolved` that is not in the store, [`Limits::parallel`] at a time,
 /// and returns each item's digest and the bytes received for it, in item order. Progress: each
 /// blob's events, and [`Event::Model`] for the whole model (`present` bytes were there).
 fn fetch_all(
@@ -327,7 +331,7 @@ fn fetch_all(
     let mut first_error = None;
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::channel::<Note>();
-        for _ in 0..PARALLEL_FETCHES.min(items.len()) {
+        for _ in 0..store.limits().parallel.clamp(1, 64).min(items.len()) {
             let tx = tx.clone();
             let (next, stop) = (&next, &stop);
             scope.spawn(move || loop {

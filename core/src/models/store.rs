@@ -61,6 +61,8 @@ pub struct Limits {
     pub max_rate: Option<u64>,
     /// How long to wait for the store's lock or for another pull's download of the same blob.
     pub lock_wait: Duration,
+    /// How many blobs of one model are fetched at once.
+    pub parallel: usize,
 }
 
 impl Default for Limits {
@@ -71,6 +73,7 @@ impl Default for Limits {
             window: Duration::from_secs(60),
             max_rate: None,
             lock_wait: Duration::from_secs(600),
+            parallel: super::PARALLEL_FETCHES,
         }
     }
 }
@@ -293,7 +296,8 @@ impl Copier<'_, '_, '_> {
     /// Copies `from` (starting at byte `done` of the blob) into `to` and through `hasher`;
     /// returns the bytes copied. The network read runs here while a helper thread hashes each
     /// buffer and a second writes it, so the three overlap; the buffers go round, never
-    /// allocated again.
+    /// allocated again. Long because the three threads, their channels and the limits checked
+    /// per read are one protocol, clearer read in one place.
     fn copy(
         &mut self,
         from: &mut dyn Read,
@@ -626,7 +630,7 @@ impl Store {
     /// At most `size` bytes are read when it is given, and fewer fail.
     pub fn put_reader(&self, reader: &mut dyn Read, what: &str, size: Option<u64>) -> Result<(Digest, u64), Error> {
         let staged = self.stage(reader, what, size)?;
-        self.commit(&[staged.clone()], true)?;
+        self.commit(std::slice::from_ref(&staged), true)?;
         Ok((staged.digest, staged.size))
     }
 
