@@ -47,6 +47,8 @@ const LOCK_MODE: u32 = 0o600;
 /// reused, so a 1 GiB blob costs four allocations, not a thousand fresh zeroed mappings.
 const COPY_BUFFER: usize = 1 << 20;
 const PIPELINE_DEPTH: usize = 4;
+/// How much a download writes between two early fdatasyncs (see [`Copier::copy`]).
+const SYNC_EVERY: usize = 64 << 20;
 
 /// Limits on every transfer and lock wait of a pull.
 #[derive(Clone, Debug)]
@@ -290,6 +292,8 @@ struct Copier<'s, 'p, 'q> {
     /// The announced size: the body is cut there.
     total: Option<u64>,
     what: &'s str,
+    /// The file being written, to start its writeback early.
+    early_sync: Option<&'s File>,
 }
 
 impl Copier<'_, '_, '_> {
@@ -331,10 +335,26 @@ impl Copier<'_, '_, '_> {
                 }
                 state
             });
+            // Writeback starts while the body still arrives: a fourth thread fdatasyncs the file
+            // every SYNC_EVERY bytes, so the fsync before the rename has little left to write.
+            let (to_sync, sync_rx) = std::sync::mpsc::sync_channel::<()>(1);
+            let early = self.early_sync;
+            if let Some(file) = early {
+                scope.spawn(move || {
+                    for () in sync_rx {
+                        let _ = file.sync_data();
+                    }
+                });
+            }
             let writing = scope.spawn(move || -> io::Result<()> {
+                let mut unsynced = 0usize;
                 for (buf, n) in write_rx {
                     to.write_all(&buf[..n])?;
                     let _ = free_tx.send(buf);
+                    unsynced += n;
+                    if early.is_some() && unsynced >= SYNC_EVERY && to_sync.try_send(()).is_ok() {
+                        unsynced = 0;
+                    }
                 }
                 Ok(())
             });
@@ -592,7 +612,15 @@ impl Store {
                 };
                 file.set_len(start).map_err(io_err(&partial))?;
                 file.seek(SeekFrom::Start(start)).map_err(io_err(&partial))?;
-                let mut copier = Copier { store: self, progress, digest: Some(digest), total: size, what };
+                let syncer = file.try_clone().map_err(io_err(&partial))?;
+                let mut copier = Copier {
+                    store: self,
+                    progress,
+                    digest: Some(digest),
+                    total: size,
+                    what,
+                    early_sync: Some(&syncer),
+                };
                 let copied = copier.copy(&mut reader, &mut file, &mut hasher, start);
                 transferred += match copied {
                     Ok(n) => n,
@@ -648,7 +676,8 @@ impl Store {
             .map_err(io_err(&tmp))?;
         let mut hasher = Sha256::new();
         let mut quiet = |_: Event| {};
-        let mut copier = Copier { store: self, progress: &mut quiet, digest: None, total: size, what };
+        let mut copier =
+            Copier { store: self, progress: &mut quiet, digest: None, total: size, what, early_sync: None };
         let copied = copier.copy(reader, &mut file, &mut hasher, 0);
         let result = copied.and_then(|n| match size {
             Some(s) if s != n => {
