@@ -212,7 +212,7 @@ fn path(text: &str) -> Result<OwnedObjectPath, Error> {
 /// The sources the service files name. A file whose `[[model]]` cannot be read makes this
 /// fail: what it names is unknown.
 fn in_use(dirs: &[PathBuf]) -> Result<BTreeSet<String>, String> {
-    let (keep, unreadable) = aicontainers::models::named_by_services(dirs);
+    let (keep, unreadable) = aicontainers::model_use::named_by_services(dirs);
     if unreadable.is_empty() {
         Ok(keep)
     } else {

@@ -385,7 +385,7 @@ fn inspect(source: &Source, json: bool) -> Result<ExitCode, String> {
 fn in_use(dirs: &[PathBuf], force: bool) -> Result<BTreeSet<String>, String> {
     let dirs: Vec<PathBuf> =
         if dirs.is_empty() { SYSTEM_DIRS.iter().map(PathBuf::from).collect() } else { dirs.to_vec() };
-    let (keep, unreadable) = aicontainers::models::named_by_services(&dirs);
+    let (keep, unreadable) = aicontainers::model_use::named_by_services(&dirs);
     if !unreadable.is_empty() && !force {
         return Err(format!(
             "not collecting: these service files cannot be read, so the models they name are unknown (fix them, or --force):\n  {}",

@@ -11,6 +11,7 @@ pub mod doc;
 pub mod fsutil;
 pub mod generate;
 pub mod host;
+pub mod model_use;
 pub mod models;
 pub mod names;
 pub mod nvidia;

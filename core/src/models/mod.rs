@@ -19,7 +19,7 @@ mod auth;
 mod http;
 mod local;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -439,11 +439,6 @@ pub fn inspect(store: &Store, source: &Source) -> Result<Option<Inspection>, Err
     Ok(Some(Inspection { path: store.ref_path(source), unit: source.unit(), files, record }))
 }
 
-/// The canonical sources a set of services names (what `gc` keeps).
-pub fn sources_in_use(services: &[crate::spec::Service]) -> BTreeSet<String> {
-    services.iter().flat_map(|s| s.models.iter().map(|m| m.source.canonical())).collect()
-}
-
 /// A blocking HTTP agent that answers every status (so errors can name it) and follows no
 /// redirect itself: [`http::get`] follows them, deciding where credentials may go.
 pub(crate) fn agent() -> ureq::Agent {
@@ -474,20 +469,4 @@ pub(crate) fn read_small(body: &mut ureq::Body, limit: u64, url: &str) -> Result
         });
     }
     Ok(out)
-}
-
-/// The model sources the service files in `dirs` name (what `gc` keeps), and the diagnostics of
-/// files whose `[[model]]` sections cannot be read (what they name is then unknown). A service
-/// with mistakes elsewhere still names its models.
-pub fn named_by_services<P: AsRef<std::path::Path>>(dirs: &[P]) -> (BTreeSet<String>, Vec<String>) {
-    let found = crate::source::discover(dirs);
-    let mut keep = BTreeSet::new();
-    let mut unreadable = Vec::new();
-    for files in &found.services {
-        match crate::source::models(files) {
-            Ok(models) => keep.extend(models.iter().map(|m| m.source.canonical())),
-            Err(diags) => unreadable.extend(diags.iter().map(|d| d.to_string())),
-        }
-    }
-    (keep, unreadable)
 }
