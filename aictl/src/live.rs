@@ -191,6 +191,10 @@ async fn status(names: &[String], json: bool) -> Result<ExitCode, String> {
         .await
         .map_err(explain)?;
     let objects = om.get_managed_objects().await.map_err(explain_fdo)?;
+    // What the agent could not put on the bus: said on stderr, so that a partial list is never
+    // taken for the whole (an agent without the property has nothing to say).
+    let manager = proxy(&conn, ROOT_PATH, MANAGER_INTERFACE).await?;
+    let problems: Vec<String> = manager.get_property("Problems").await.unwrap_or_default();
     let mut rows: Vec<Row> = objects
         .values()
         .filter_map(|ifaces| ifaces.iter().find(|(i, _)| i.as_str() == SERVICE_INTERFACE).map(|(_, props)| row(props)))
@@ -202,6 +206,9 @@ async fn status(names: &[String], json: bool) -> Result<ExitCode, String> {
         out!("{}", serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?);
     } else {
         print_table(&rows);
+    }
+    for problem in &problems {
+        eprintln!("aictl: warning: aicontainersd cannot show everything: {problem}");
     }
     if !missing.is_empty() {
         let list: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
