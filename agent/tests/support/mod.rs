@@ -524,6 +524,11 @@ impl Rig {
             .unwrap()
     }
 
+    /// How many service files the rig's /etc/aicontainers holds.
+    pub fn services_written(&self) -> usize {
+        std::fs::read_dir(self.root.join("etc/aicontainers")).map(|d| d.count()).unwrap_or(0)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.agent_log).unwrap_or_default()
     }
@@ -579,10 +584,14 @@ pub fn aictl() -> PathBuf {
     let agent = PathBuf::from(env!("CARGO_BIN_EXE_aicontainersd"));
     let aictl = agent.with_file_name("aictl");
     if !aictl.exists() {
-        eprintln!("{} is not built yet: building it (cargo build -p aictl)", aictl.display());
+        // The same profile as this test (target/release/... for the benchmark).
+        let release = agent.parent().and_then(|d| d.file_name()).is_some_and(|d| d == "release");
+        let args: &[&str] = if release { &["build", "--release", "-p", "aictl"] } else { &["build", "-p", "aictl"] };
+        eprintln!("{} is not built yet: building it (cargo {})", aictl.display(), args.join(" "));
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo).args(["build", "-p", "aictl"]).status().unwrap();
-        assert!(status.success(), "cargo build -p aictl failed");
+        let status = Command::new(cargo).args(args).status().unwrap();
+        assert!(status.success(), "cargo {} failed", args.join(" "));
+        assert!(aictl.exists(), "{} still missing after cargo {}", aictl.display(), args.join(" "));
     }
     aictl
 }
