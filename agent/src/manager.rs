@@ -117,6 +117,8 @@ impl Agent {
             Err(e) => {
                 let problem = format!("reading the service files failed: {e}");
                 self.set_problems(vec![problem.clone()]).await;
+                let count = self.services.lock().await.len();
+                let _ = crate::notify::notify(&format!("STATUS={}", self.status_line(count)));
                 return Err(Error::Failed(problem));
             }
         };
