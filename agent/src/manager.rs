@@ -268,6 +268,25 @@ impl Agent {
     }
 }
 
+/// The client side of `org.aicontainers.Manager1` (for `aictl`), beside the interface it calls.
+#[zbus::proxy(
+    interface = "org.aicontainers.Manager1",
+    default_service = "org.aicontainers.Agent1",
+    default_path = "/org/aicontainers/Agent1",
+    gen_blocking = false
+)]
+pub trait Manager1 {
+    fn list_services(&self) -> zbus::Result<Vec<(String, OwnedObjectPath)>>;
+    fn get_service(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    /// Lets polkit ask for a password where an authentication agent runs.
+    #[zbus(allow_interactive_auth)]
+    fn reload(&self) -> zbus::Result<()>;
+    #[zbus(property)]
+    fn version(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn problems(&self) -> zbus::Result<Vec<String>>;
+}
+
 /// The agent's root object.
 #[derive(Debug)]
 pub struct ManagerObject {

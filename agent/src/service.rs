@@ -89,6 +89,45 @@ pub struct Context {
     pub jobs: broadcast::Sender<JobResult>,
 }
 
+/// The client side of `org.aicontainers.Service1` (for `aictl`), beside the interface it calls.
+#[zbus::proxy(
+    interface = "org.aicontainers.Service1",
+    default_service = "org.aicontainers.Agent1",
+    gen_blocking = false
+)]
+pub trait Service1 {
+    #[zbus(allow_interactive_auth)]
+    fn start(&self) -> zbus::Result<()>;
+    #[zbus(allow_interactive_auth)]
+    fn stop(&self) -> zbus::Result<()>;
+    #[zbus(allow_interactive_auth)]
+    fn restart(&self) -> zbus::Result<()>;
+    #[zbus(property)]
+    fn name(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn unit(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn sub_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn load_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn source_path(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn account(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn uid(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn image(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn gpus(&self) -> zbus::Result<Vec<String>>;
+    #[zbus(property)]
+    fn numa_nodes(&self) -> zbus::Result<Vec<u32>>;
+    #[zbus(property)]
+    fn problems(&self) -> zbus::Result<Vec<String>>;
+}
+
 /// One service on the bus.
 #[derive(Debug)]
 pub struct ServiceObject {
