@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use aicontainers::account::HostAccounts;
 use aicontainers::generate;
@@ -103,6 +104,7 @@ impl Agent {
     /// one of the agent's problems: in the journal (warning), `STATUS=` and `Manager1.Problems`.
     pub async fn rescan(&self) -> Result<usize, Error> {
         let host = self.host.clone();
+        let started = Instant::now();
         let loaded = tokio::task::spawn_blocking(move || {
             let accounts = HostAccounts { subuid: host.path("/etc/subuid"), subgid: host.path("/etc/subgid") };
             let names = aicontainers::names::UnitNames::under(&host.root);
@@ -129,6 +131,7 @@ impl Agent {
             log::warn!(file = problem.path.display().to_string().as_str(); "{problem}");
         }
         let found = ServiceInfo::from_loaded(&loaded);
+        log::info!("read {} service files in {} ms", found.len(), started.elapsed().as_millis());
         let mut services = self.services.lock().await;
         let problems = self.bring_in_line(&mut services, found).await;
         let count = services.len();
@@ -150,6 +153,7 @@ impl Agent {
         let mut problems = Vec::new();
         let gone: Vec<String> =
             services.iter().filter(|(name, info)| found.get(*name) != Some(*info)).map(|(n, _)| n.clone()).collect();
+        let removed = gone.len();
         for name in gone {
             if let Some(info) = services.remove(&name) {
                 self.ctx.units.unwatch(&unit_path(&info.unit));
@@ -170,7 +174,10 @@ impl Agent {
         }
         let units: Vec<String> =
             services.values().map(|i| i.unit.clone()).chain(new.iter().map(|(_, info, _)| info.unit.clone())).collect();
+        let read_at = Instant::now();
         problems.extend(self.ctx.units.refresh(&units).await);
+        let (read, added) = (read_at.elapsed(), new.len());
+        let shown_at = Instant::now();
         for (name, info, live) in new {
             let path = service_path(&name);
             let object = ServiceObject::new(info.clone(), live, self.ctx.clone());
@@ -186,6 +193,13 @@ impl Agent {
                 }
             }
         }
+        log::info!(
+            "{} services on the bus ({added} new, {removed} removed); {} unit states read from systemd in {} ms, new objects in {} ms",
+            services.len(),
+            units.len(),
+            read.as_millis(),
+            shown_at.elapsed().as_millis()
+        );
         problems
     }
 

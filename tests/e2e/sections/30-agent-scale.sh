@@ -26,6 +26,9 @@ wait_for 300 sh -c "[ \"\$($on_bus)\" = $scale_count ]"
 t2=$(ms)
 echo "    (daemon-reload with $scale_count new services: systemctl daemon-reload returned after $((t1 - t0)) ms;" \
     "all $scale_count on the bus $((t2 - t0)) ms after it began; polled every 0.5 s)"
+echo "    (the agent's own account of that rescan:)"
+journalctl -u aicontainersd --no-pager -o short-precise --since "@$((t0 / 1000))" | grep -E 'service files in|services on the bus' | sed 's/^/    | /'
+
 check "after daemon-reload all $scale_count services are in aictl status" sh -c "[ \"\$($on_bus)\" = $scale_count ]"
 check "aictl status scale0999 shows the last one, inactive" \
     sh -c "[ \"\$(aictl status scale0999 | awk 'NR == 2 { print \$2 }')\" = inactive ]"
