@@ -38,6 +38,13 @@ pub const POLKIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long polkit may take when the caller allowed it to ask for a password.
 pub const POLKIT_INTERACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Questions to polkit in flight at most. Each is a pending reply that the system bus counts
+/// against the agent (`max_replies_per_connection`, 128), and an interactive one may stay pending
+/// for two minutes: together with the calls to systemd ([`crate::units::SYSTEMD_CALLS`]) they
+/// stay below the limit however many callers there are.
+pub const POLKIT_IN_FLIGHT: usize = 64;
+static POLKIT_CALLS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(POLKIT_IN_FLIGHT);
+
 /// polkit's `AllowUserInteraction` flag.
 const ALLOW_USER_INTERACTION: u32 = 1;
 
@@ -56,7 +63,12 @@ pub async fn authorize(conn: &Connection, header: &Header<'_>, action: &str, wha
     let interactive = header.primary().flags().contains(Flags::AllowInteractiveAuth);
     let limit = if interactive { POLKIT_INTERACTIVE_TIMEOUT } else { POLKIT_TIMEOUT };
     let denied = |why: String| Error::AccessDenied(format!("UID {uid} may not {what}: {why}"));
-    let asked = tokio::time::timeout(limit, check(conn, sender.as_str(), action, interactive)).await;
+    let asked = tokio::time::timeout(limit, async {
+        // Waits for a free permit rather than have the bus refuse the call (see POLKIT_CALLS).
+        let _permit = POLKIT_CALLS.acquire().await.map_err(|e| zbus::Error::Failure(e.to_string()))?;
+        check(conn, sender.as_str(), action, interactive).await
+    })
+    .await;
     match asked {
         Err(_) => Err(denied(format!("polkit did not answer within {} s; run it as root", limit.as_secs()))),
         Ok(Err(zbus::Error::MethodError(name, _, _)))

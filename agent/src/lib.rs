@@ -25,5 +25,6 @@ pub mod notify;
 pub mod placement;
 pub mod service;
 pub mod systemd;
+pub mod units;
 
 pub use errors::Error;

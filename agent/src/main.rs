@@ -10,6 +10,7 @@ use aicontainers_agent::names::{BUS_NAME, MODELS_PATH, ROOT_PATH};
 use aicontainers_agent::notify;
 use aicontainers_agent::service::Context;
 use aicontainers_agent::systemd::{self, SystemdProxy};
+use aicontainers_agent::units::Units;
 use clap::Parser;
 use zbus::fdo::{ObjectManager, RequestNameFlags, RequestNameReply};
 use zbus::proxy::CacheProperties;
@@ -76,7 +77,12 @@ async fn run(cli: Cli) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot subscribe to systemd's signals: {}", systemd::describe(&e)))?;
 
-    let ctx = Arc::new(Context { conn: conn.clone(), systemd });
+    // A constant number of match rules, however many services there are (aicontainersd(8)).
+    let units = Units::new(conn.clone());
+    let _units = units.clone().follow().await.map_err(|e| format!("cannot follow systemd's units: {e}"))?;
+    let (jobs, _jobs) =
+        systemd::follow_jobs(&systemd).await.map_err(|e| format!("cannot follow systemd's jobs: {e}"))?;
+    let ctx = Arc::new(Context { conn: conn.clone(), systemd, units, jobs });
     let agent = Arc::new(Agent::new(ctx, Host { root: cli.root.clone() }));
     let _reloads = agent.clone().follow_reloads().await.map_err(|e| format!("cannot follow systemd reloads: {e}"))?;
     let count = agent.rescan().await.map_err(|e| format!("cannot put the services on the bus: {e}"))?;
@@ -96,7 +102,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         return Err(format!("{BUS_NAME} is already owned: is another aicontainersd running?"));
     }
     log::info!("ready on {BUS_NAME} with {count} services");
-    let _ = notify::notify(&format!("READY=1\nSTATUS=Watching {count} services"));
+    let _ = notify::notify(&format!("READY=1\nSTATUS={}", agent.status_line(count)));
 
     if let Some(every) = notify::watchdog_interval() {
         log::info!("watchdog on: a keep-alive every {} ms", every.as_millis());

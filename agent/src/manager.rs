@@ -1,25 +1,28 @@
 //! The agent's state (the services it shows) and `org.aicontainers.Manager1`.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use aicontainers::account::HostAccounts;
 use aicontainers::generate;
 use aicontainers::source::SYSTEM_DIRS;
 use futures_util::StreamExt;
-use zbus::fdo::PropertiesChangedStream;
+use zbus::fdo::Properties;
 use zbus::message::Header;
-use zbus::object_server::InterfaceRef;
-use zbus::proxy::CacheProperties;
+use zbus::names::InterfaceName;
+use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedObjectPath, Value};
 use zbus::{interface, Connection};
 
 use crate::auth;
 use crate::errors::Error;
-use crate::names::{service_path, ACTION_MANAGE_SERVICES};
+use crate::names::{escape_path_element, service_path, ACTION_MANAGE_SERVICES, MANAGER_INTERFACE, ROOT_PATH};
 use crate::service::{Context, ServiceInfo, ServiceObject};
-use crate::systemd::{self, UnitState, SYSTEMD, UNIT_INTERFACE};
+use crate::systemd;
+use crate::units::{Live, UNIT_PATH_NAMESPACE};
 
 /// Where the agent reads the host: `/` in production, a test's tree otherwise.
 #[derive(Clone, Debug)]
@@ -43,16 +46,16 @@ impl Host {
     }
 }
 
-struct Entry {
-    info: ServiceInfo,
-    watcher: Option<tokio::task::JoinHandle<()>>,
-}
-
-/// The agent: its connection, and the services it shows.
+/// The agent: its connection, the services it shows, and what it cannot show.
 pub struct Agent {
     ctx: Arc<Context>,
     host: Host,
-    services: tokio::sync::Mutex<BTreeMap<String, Entry>>,
+    /// Each service on the bus, with what its files said.
+    services: tokio::sync::Mutex<BTreeMap<String, ServiceInfo>>,
+    /// What the last rescan could not put on the bus or read (`Manager1.Problems`).
+    problems: Mutex<Vec<String>>,
+    /// Set by every daemon-reload; the rescan loop takes it (several reloads, one rescan).
+    reloaded: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Agent {
@@ -61,15 +64,47 @@ impl std::fmt::Debug for Agent {
     }
 }
 
+/// systemd's object path of the unit `unit` (systemd escapes unit names as [`service_path`] does).
+pub fn unit_path(unit: &str) -> String {
+    format!("{UNIT_PATH_NAMESPACE}/{}", escape_path_element(unit))
+}
+
 impl Agent {
     pub fn new(ctx: Arc<Context>, host: Host) -> Self {
-        Agent { ctx, host, services: tokio::sync::Mutex::new(BTreeMap::new()) }
+        Agent {
+            ctx,
+            host,
+            services: tokio::sync::Mutex::new(BTreeMap::new()),
+            problems: Mutex::new(Vec::new()),
+            reloaded: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// What the agent cannot show right now; empty when it shows everything.
+    pub fn problems(&self) -> Vec<String> {
+        self.problems.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The service manager's status line: the number of services, and the first problem.
+    pub fn status_line(&self, count: usize) -> String {
+        let problems = self.problems();
+        match problems.as_slice() {
+            [] => format!("Watching {count} services"),
+            [only] => format!("Watching {count} services; cannot show everything: {only}"),
+            [first, rest @ ..] => format!(
+                "Watching {count} services; cannot show everything: {first} (and {} more problems: aictl status, journalctl -u aicontainersd)",
+                rest.len()
+            ),
+        }
     }
 
     /// Reads the service files again and brings the service objects in line: new services get an
-    /// object, removed ones lose it, changed ones get a fresh one. Returns how many there are.
+    /// object, removed ones lose it, changed ones get a fresh one; then every unit's state is read
+    /// again (in batches). Returns how many services are on the bus. What it cannot do becomes
+    /// one of the agent's problems: in the journal (warning), `STATUS=` and `Manager1.Problems`.
     pub async fn rescan(&self) -> Result<usize, Error> {
         let host = self.host.clone();
+        let started = Instant::now();
         let loaded = tokio::task::spawn_blocking(move || {
             let accounts = HostAccounts { subuid: host.path("/etc/subuid"), subgid: host.path("/etc/subgid") };
             let names = aicontainers::names::UnitNames::under(&host.root);
@@ -78,9 +113,17 @@ impl Agent {
             let warnings = aicontainers::host::HostGpus::from_env().place(&mut loaded);
             (loaded, warnings)
         })
-        .await
-        .map_err(|e| Error::Failed(format!("reading the service files failed: {e}")))?;
-        let (loaded, warnings) = loaded;
+        .await;
+        let (loaded, warnings) = match loaded {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                let problem = format!("reading the service files failed: {e}");
+                self.set_problems(vec![problem.clone()]).await;
+                let count = self.services.lock().await.len();
+                let _ = crate::notify::notify(&format!("STATUS={}", self.status_line(count)));
+                return Err(Error::Failed(problem));
+            }
+        };
         for warning in &warnings {
             log::warn!("{warning}");
         }
@@ -88,75 +131,110 @@ impl Agent {
             log::warn!(file = problem.path.display().to_string().as_str(); "{problem}");
         }
         let found = ServiceInfo::from_loaded(&loaded);
-        let server = self.ctx.conn.object_server();
+        log::info!("read {} service files in {} ms", found.len(), started.elapsed().as_millis());
         let mut services = self.services.lock().await;
-        let gone: Vec<String> =
-            services.iter().filter(|(name, e)| found.get(*name) != Some(&e.info)).map(|(n, _)| n.clone()).collect();
-        for name in gone {
-            if let Some(entry) = services.remove(&name) {
-                if let Some(w) = entry.watcher {
-                    w.abort();
-                }
-                server.remove::<ServiceObject, _>(service_path(&name)).await?;
-                log::info!(service = name.as_str(); "service {name} removed from the bus");
-            }
-        }
-        for (name, info) in found {
-            if services.contains_key(&name) {
-                continue;
-            }
-            let watcher = self.add(&info).await?;
-            log::debug!(service = name.as_str(); "service {name} on the bus");
-            services.insert(name, Entry { info, watcher });
-        }
+        let problems = self.bring_in_line(&mut services, found).await;
         let count = services.len();
         drop(services);
-        let _ = crate::notify::notify(&format!("STATUS=Watching {count} services"));
+        self.set_problems(problems).await;
+        let _ = crate::notify::notify(&format!("STATUS={}", self.status_line(count)));
         Ok(count)
     }
 
-    /// Puts `info` on the bus with its unit's state, and follows the unit.
-    async fn add(&self, info: &ServiceInfo) -> Result<Option<tokio::task::JoinHandle<()>>, Error> {
-        let conn = &self.ctx.conn;
-        let path = service_path(&info.name);
-        let followed = match self.ctx.systemd.load_unit(&info.unit).await {
-            Ok(unit_path) => {
-                // Listen first, then read: no change can fall in between.
-                let props = zbus::fdo::PropertiesProxy::builder(conn)
-                    .destination(SYSTEMD)?
-                    .path(unit_path.clone())?
-                    .cache_properties(CacheProperties::No)
-                    .build()
-                    .await?;
-                let changes = props.receive_properties_changed().await?;
-                match systemd::unit_state(conn, &unit_path).await {
-                    Ok(state) => Some((unit_path, changes, state)),
-                    Err(e) => {
-                        log::warn!(unit = info.unit.as_str(); "cannot read the state of {}: {}", info.unit, systemd::describe(&e));
-                        None
-                    }
+    /// Removes the objects of services that are gone or changed and puts the new ones on the bus,
+    /// each with its unit's state read first. The units of the services that stay are read again
+    /// in the same batches: after a daemon-reload any of them may have changed. Returns what failed.
+    async fn bring_in_line(
+        &self,
+        services: &mut BTreeMap<String, ServiceInfo>,
+        mut found: BTreeMap<String, ServiceInfo>,
+    ) -> Vec<String> {
+        let server = self.ctx.conn.object_server();
+        let mut problems = Vec::new();
+        let gone: Vec<String> =
+            services.iter().filter(|(name, info)| found.get(*name) != Some(*info)).map(|(n, _)| n.clone()).collect();
+        let removed = gone.len();
+        for name in gone {
+            if let Some(info) = services.remove(&name) {
+                self.ctx.units.unwatch(&unit_path(&info.unit));
+                if let Err(e) = server.remove::<ServiceObject, _>(service_path(&name)).await {
+                    problems.push(format!("cannot take service {name} off the bus: {e}"));
+                }
+                log::info!(service = name.as_str(); "service {name} removed from the bus");
+            }
+        }
+        found.retain(|name, _| !services.contains_key(name));
+        // Follow the new units first, then read them, then show them: the objects appear with
+        // their state, and no change in between is missed.
+        let mut new = Vec::with_capacity(found.len());
+        for (name, info) in found {
+            let live = Live::unknown();
+            self.ctx.units.watch(&unit_path(&info.unit), live.clone());
+            new.push((name, info, live));
+        }
+        let units: Vec<String> =
+            services.values().map(|i| i.unit.clone()).chain(new.iter().map(|(_, info, _)| info.unit.clone())).collect();
+        let read_at = Instant::now();
+        problems.extend(self.ctx.units.refresh(&units).await);
+        let (read, added) = (read_at.elapsed(), new.len());
+        let shown_at = Instant::now();
+        for (name, info, live) in new {
+            let path = service_path(&name);
+            let object = ServiceObject::new(info.clone(), live, self.ctx.clone());
+            match server.at(path.as_str(), object).await {
+                Ok(_) => {
+                    self.ctx.units.attach(&unit_path(&info.unit), &path);
+                    log::debug!(service = name.as_str(); "service {name} on the bus");
+                    services.insert(name, info);
+                }
+                Err(e) => {
+                    self.ctx.units.unwatch(&unit_path(&info.unit));
+                    problems.push(format!("cannot put service {name} on the bus: {e}"));
                 }
             }
-            Err(e) => {
-                log::warn!(unit = info.unit.as_str(); "systemd cannot load {}: {}", info.unit, systemd::describe(&e));
-                None
-            }
-        };
-        let unknown = UnitState { active: "unknown".into(), sub: "unknown".into(), load: "unknown".into() };
-        let state = followed.as_ref().map_or(unknown, |(_, _, s)| s.clone());
-        let object = ServiceObject::new(
-            info.clone(),
-            followed.as_ref().map(|(p, _, _)| p.clone()),
-            state.clone(),
-            self.ctx.clone(),
+        }
+        log::info!(
+            "{} services on the bus ({added} new, {removed} removed); {} unit states read from systemd in {} ms, new objects in {} ms",
+            services.len(),
+            units.len(),
+            read.as_millis(),
+            shown_at.elapsed().as_millis()
         );
-        let server = conn.object_server();
-        server.at(path.as_str(), object).await?;
-        let Some((unit_path, changes, state)) = followed else {
-            return Ok(None);
-        };
-        let iface = server.interface::<_, ServiceObject>(path.as_str()).await?;
-        Ok(Some(tokio::spawn(follow(conn.clone(), unit_path, changes, state, iface))))
+        problems
+    }
+
+    /// Takes `problems` as the agent's problems: each new one goes to the journal as a warning,
+    /// and `Manager1.Problems` changes when they do.
+    async fn set_problems(&self, problems: Vec<String>) {
+        let old =
+            std::mem::replace(&mut *self.problems.lock().unwrap_or_else(PoisonError::into_inner), problems.clone());
+        for problem in problems.iter().filter(|p| !old.contains(p)) {
+            log::warn!("cannot show everything: {problem}");
+        }
+        if old.is_empty() && !problems.is_empty() {
+            log::warn!("the services on the bus are incomplete; see `aictl status`");
+        } else if !old.is_empty() && problems.is_empty() {
+            log::info!("every service is on the bus again");
+        }
+        if old != problems {
+            let emitter = SignalEmitter::new(&self.ctx.conn, ROOT_PATH);
+            let values = HashMap::from([("Problems", Value::from(problems))]);
+            let emitted = match emitter {
+                Ok(emitter) => {
+                    Properties::properties_changed(
+                        &emitter,
+                        InterfaceName::from_static_str_unchecked(MANAGER_INTERFACE),
+                        values,
+                        Cow::Borrowed(&[]),
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = emitted {
+                log::warn!("cannot signal the agent's problems: {e}");
+            }
+        }
     }
 
     /// The object path of the service `name`.
@@ -179,62 +257,48 @@ impl Agent {
             .collect()
     }
 
-    /// Rescans after every daemon-reload systemd finishes (whoever asked for it).
+    /// Rescans after every daemon-reload systemd finishes (whoever asked for it). Reloads that
+    /// come while a rescan runs make one more rescan, not one each, and the signal stream is
+    /// drained at once (a full stream would hold up the connection the rescan reads through).
     pub async fn follow_reloads(self: Arc<Self>) -> Result<tokio::task::JoinHandle<()>, Error> {
         let mut reloads = self.ctx.systemd.receive_reloading().await?;
-        Ok(tokio::spawn(async move {
+        let agent = self.clone();
+        tokio::spawn(async move {
             while let Some(signal) = reloads.next().await {
                 if signal.args().is_ok_and(|a| !a.active) {
-                    log::debug!("systemd reloaded; reading the service files again");
-                    if let Err(e) = self.rescan().await {
-                        log::error!("rescan after daemon-reload: {e}");
-                    }
+                    agent.reloaded.notify_one();
+                }
+            }
+        });
+        Ok(tokio::spawn(async move {
+            loop {
+                self.reloaded.notified().await;
+                log::debug!("systemd reloaded; reading the service files again");
+                if let Err(e) = self.rescan().await {
+                    log::error!("rescan after daemon-reload: {e}");
                 }
             }
         }))
     }
 }
 
-/// Follows one unit's `PropertiesChanged` and mirrors its state on the service object.
-async fn follow(
-    conn: Connection,
-    unit_path: OwnedObjectPath,
-    mut changes: PropertiesChangedStream,
-    mut state: UnitState,
-    iface: InterfaceRef<ServiceObject>,
-) {
-    while let Some(signal) = changes.next().await {
-        let Ok(args) = signal.args() else { continue };
-        if args.interface_name.as_str() != UNIT_INTERFACE {
-            continue;
-        }
-        let mut new = state.clone();
-        for (key, value) in args.changed_properties() {
-            let Value::Str(s) = value else { continue };
-            match *key {
-                "ActiveState" => new.active = s.to_string(),
-                "SubState" => new.sub = s.to_string(),
-                "LoadState" => new.load = s.to_string(),
-                _ => {}
-            }
-        }
-        let invalidated =
-            args.invalidated_properties().iter().any(|p| ["ActiveState", "SubState", "LoadState"].contains(p));
-        if invalidated {
-            match systemd::unit_state(&conn, &unit_path).await {
-                Ok(s) => new = s,
-                Err(e) => log::warn!("cannot read {unit_path}: {}", systemd::describe(&e)),
-            }
-        }
-        if new != state {
-            let object = iface.get().await;
-            log::debug!(service = object.info.name.as_str(), state = new.active.as_str(), sub_state = new.sub.as_str(); "{} is {} ({})", object.info.unit, new.active, new.sub);
-            if let Err(e) = object.update(new.clone(), iface.signal_emitter()).await {
-                log::warn!("cannot signal the state of {}: {e}", object.info.name);
-            }
-            state = new;
-        }
-    }
+/// The client side of `org.aicontainers.Manager1` (for `aictl`), beside the interface it calls.
+#[zbus::proxy(
+    interface = "org.aicontainers.Manager1",
+    default_service = "org.aicontainers.Agent1",
+    default_path = "/org/aicontainers/Agent1",
+    gen_blocking = false
+)]
+pub trait Manager1 {
+    fn list_services(&self) -> zbus::Result<Vec<(String, OwnedObjectPath)>>;
+    fn get_service(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    /// Lets polkit ask for a password where an authentication agent runs.
+    #[zbus(allow_interactive_auth)]
+    fn reload(&self) -> zbus::Result<()>;
+    #[zbus(property)]
+    fn version(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn problems(&self) -> zbus::Result<Vec<String>>;
 }
 
 /// The agent's root object.
@@ -252,6 +316,13 @@ impl ManagerObject {
     #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").into()
+    }
+
+    /// What the agent cannot show right now, one line each (services it could not put on the
+    /// bus, unit states it could not read from systemd); empty when it shows everything.
+    #[zbus(property)]
+    fn problems(&self) -> Vec<String> {
+        self.agent.problems()
     }
 
     /// Every service, by name: its name and object path.

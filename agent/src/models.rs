@@ -330,6 +330,66 @@ impl Models {
 pub type ModelRow = (String, String, String, u64, u32, u64, bool);
 
 /// The object of the model cache.
+/// `Models1.Inspect`'s reply as it travels: source, tree, resolved, path, unit, size, pinned,
+/// files (path, digest, size). [`ModelDetail`] is the same with names.
+pub type InspectReply = (String, String, String, String, String, u64, bool, Vec<(String, String, u64)>);
+
+/// One model of the cache, as `Models1.Inspect` describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelDetail {
+    pub source: String,
+    pub tree: String,
+    pub resolved: String,
+    /// Where the files are on the host.
+    pub path: String,
+    /// The unit that pulls it for services.
+    pub unit: String,
+    pub size: u64,
+    pub pinned: bool,
+    pub files: Vec<ModelFile>,
+}
+
+/// One file of a model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelFile {
+    pub path: String,
+    pub digest: String,
+    pub size: u64,
+}
+
+impl From<ModelDetail> for InspectReply {
+    fn from(d: ModelDetail) -> Self {
+        let files = d.files.into_iter().map(|f| (f.path, f.digest, f.size)).collect();
+        (d.source, d.tree, d.resolved, d.path, d.unit, d.size, d.pinned, files)
+    }
+}
+
+impl From<InspectReply> for ModelDetail {
+    fn from((source, tree, resolved, path, unit, size, pinned, files): InspectReply) -> Self {
+        let files = files.into_iter().map(|(path, digest, size)| ModelFile { path, digest, size }).collect();
+        ModelDetail { source, tree, resolved, path, unit, size, pinned, files }
+    }
+}
+
+/// The client side of `org.aicontainers.Models1` (for `aictl`), beside the interface it calls.
+#[zbus::proxy(
+    interface = "org.aicontainers.Models1",
+    default_service = "org.aicontainers.Agent1",
+    default_path = "/org/aicontainers/Agent1/models",
+    gen_blocking = false
+)]
+pub trait Models1 {
+    /// Returns the job's object path.
+    #[zbus(allow_interactive_auth)]
+    fn pull(&self, source: &str) -> zbus::Result<OwnedObjectPath>;
+    fn list(&self) -> zbus::Result<Vec<ModelRow>>;
+    fn inspect(&self, source: &str) -> zbus::Result<InspectReply>;
+    #[zbus(allow_interactive_auth)]
+    fn remove(&self, source: &str) -> zbus::Result<()>;
+    #[zbus(allow_interactive_auth)]
+    fn gc(&self) -> zbus::Result<(Vec<String>, u32, u32, u64)>;
+}
+
 #[derive(Debug)]
 pub struct ModelsObject {
     pub models: Arc<Models>,
@@ -390,6 +450,8 @@ impl ModelsObject {
 
     /// One model: where it came from, what it resolved to, where units mount it, its files.
     #[zbus(out_args("source", "tree", "resolved", "path", "unit", "size", "pinned", "files"))]
+    // The tuple spelled out (not InspectReply): zbus makes a written tuple into one out argument
+    // each, as the interface has always had, and a type alias into a single struct argument.
     #[allow(clippy::type_complexity)]
     async fn inspect(
         &self,
@@ -401,17 +463,19 @@ impl ModelsObject {
             let Some(found) = models::inspect(store, &parsed).map_err(failed)? else {
                 return Err(Error::NotFound(format!("{parsed} is not in the model cache (aictl model pull {parsed})")));
             };
-            let files = found.files.into_iter().map(|f| (f.path, f.digest.to_string(), f.size)).collect();
-            Ok((
-                found.record.source,
-                found.record.tree.to_string(),
-                found.record.resolved.unwrap_or_default(),
-                found.path.display().to_string(),
-                found.unit,
-                found.record.size,
-                found.record.pinned,
-                files,
-            ))
+            let files =
+                found.files.into_iter().map(|f| ModelFile { path: f.path, digest: f.digest.to_string(), size: f.size });
+            Ok(ModelDetail {
+                source: found.record.source,
+                tree: found.record.tree.to_string(),
+                resolved: found.record.resolved.unwrap_or_default(),
+                path: found.path.display().to_string(),
+                unit: found.unit,
+                size: found.record.size,
+                pinned: found.record.pinned,
+                files: files.collect(),
+            }
+            .into())
         })
         .await
     }

@@ -4,16 +4,17 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aicontainers::generate::Loaded;
+use tokio::sync::broadcast;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
-use zbus::zvariant::OwnedObjectPath;
 use zbus::{interface, Connection};
 
 use crate::auth;
 use crate::errors::Error;
 use crate::names::ACTION_MANAGE_SERVICES;
 use crate::placement::placement;
-use crate::systemd::{self, SystemdProxy, UnitState, Verb};
+use crate::systemd::{self, JobResult, SystemdProxy, UnitState, Verb};
+use crate::units::{self, Change, Live, Units};
 
 /// `Uid` of a service whose account is not known.
 pub const UNKNOWN_UID: u32 = u32::MAX;
@@ -82,40 +83,67 @@ impl ServiceInfo {
 pub struct Context {
     pub conn: Connection,
     pub systemd: SystemdProxy<'static>,
+    /// Every unit the agent follows, and the permits for calls to systemd.
+    pub units: Arc<Units>,
+    /// systemd's finished jobs ([`systemd::follow_jobs`]).
+    pub jobs: broadcast::Sender<JobResult>,
+}
+
+/// The client side of `org.aicontainers.Service1` (for `aictl`), beside the interface it calls.
+#[zbus::proxy(
+    interface = "org.aicontainers.Service1",
+    default_service = "org.aicontainers.Agent1",
+    gen_blocking = false
+)]
+pub trait Service1 {
+    #[zbus(allow_interactive_auth)]
+    fn start(&self) -> zbus::Result<()>;
+    #[zbus(allow_interactive_auth)]
+    fn stop(&self) -> zbus::Result<()>;
+    #[zbus(allow_interactive_auth)]
+    fn restart(&self) -> zbus::Result<()>;
+    #[zbus(property)]
+    fn name(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn unit(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn sub_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn load_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn source_path(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn account(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn uid(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn image(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn gpus(&self) -> zbus::Result<Vec<String>>;
+    #[zbus(property)]
+    fn numa_nodes(&self) -> zbus::Result<Vec<u32>>;
+    #[zbus(property)]
+    fn problems(&self) -> zbus::Result<Vec<String>>;
 }
 
 /// One service on the bus.
 #[derive(Debug)]
 pub struct ServiceObject {
     pub info: ServiceInfo,
-    /// systemd's object of the unit, when systemd could load it.
-    unit_path: Option<OwnedObjectPath>,
-    live: Mutex<UnitState>,
+    /// The unit's state, kept current by [`Units`].
+    live: Arc<Mutex<Live>>,
     ctx: Arc<Context>,
 }
 
 impl ServiceObject {
-    pub fn new(info: ServiceInfo, unit_path: Option<OwnedObjectPath>, live: UnitState, ctx: Arc<Context>) -> Self {
-        ServiceObject { info, unit_path, live: Mutex::new(live), ctx }
+    pub fn new(info: ServiceInfo, live: Arc<Mutex<Live>>, ctx: Arc<Context>) -> Self {
+        ServiceObject { info, live, ctx }
     }
 
     fn live(&self) -> UnitState {
-        self.live.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    /// Takes the unit's new state and emits `PropertiesChanged` for what changed.
-    pub async fn update(&self, new: UnitState, emitter: &SignalEmitter<'_>) -> zbus::Result<()> {
-        let old = std::mem::replace(&mut *self.live.lock().unwrap_or_else(PoisonError::into_inner), new.clone());
-        if old.active != new.active {
-            self.state_changed(emitter).await?;
-        }
-        if old.sub != new.sub {
-            self.sub_state_changed(emitter).await?;
-        }
-        if old.load != new.load {
-            self.load_state_changed(emitter).await?;
-        }
-        Ok(())
+        self.live.lock().unwrap_or_else(PoisonError::into_inner).state.clone()
     }
 
     async fn act(
@@ -128,15 +156,22 @@ impl ServiceObject {
         let what = format!("{} {}", verb.as_str(), self.info.unit);
         let uid = auth::authorize(conn, header, ACTION_MANAGE_SERVICES, &what).await?;
         log::info!(service = self.info.name.as_str(), unit = self.info.unit.as_str(), verb = verb.as_str(), caller_uid = uid; "{what} (asked by UID {uid})");
-        let done = systemd::run_job(&self.ctx.systemd, verb, &self.info.unit).await;
+        let ctx = &self.ctx;
+        let done = systemd::run_job(&ctx.systemd, &ctx.jobs, &ctx.units.calls, verb, &self.info.unit).await;
         if let Err(e) = &done {
             log::warn!(service = self.info.name.as_str(), unit = self.info.unit.as_str(); "{what}: {e}");
         }
         // Whoever reads the state after the reply sees the job's outcome, whether or not the
         // unit's PropertiesChanged signal has been handled yet.
-        if let Some(path) = &self.unit_path {
-            if let Ok(state) = systemd::unit_state(conn, path).await {
-                self.update(state, emitter).await?;
+        match ctx.units.read(std::slice::from_ref(&self.info.unit)).await {
+            Ok(reads) => {
+                for read in reads {
+                    let changed = units::apply(&self.live, Change::all(read.state), read.serial);
+                    units::emit(conn, emitter.path(), &changed).await?;
+                }
+            }
+            Err(e) => {
+                log::warn!(unit = self.info.unit.as_str(); "cannot read the state of {}: {}", self.info.unit, systemd::describe(&e))
             }
         }
         done

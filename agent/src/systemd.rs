@@ -1,11 +1,13 @@
 //! systemd's own D-Bus API, as far as the agent uses it: unit state and jobs.
 //!
-//! The agent never polls: it calls `Subscribe` once, then follows `PropertiesChanged` on each
-//! service's unit object, `JobRemoved` for the jobs it starts and `Reloading` for daemon-reloads.
+//! The agent never polls: it calls `Subscribe` once, then follows `PropertiesChanged` of every
+//! unit with one match rule ([`crate::units`]), `JobRemoved` with one more (shared by every job it
+//! starts: [`follow_jobs`]) and `Reloading` for daemon-reloads.
 
 use futures_util::StreamExt;
+use tokio::sync::broadcast;
+use zbus::proxy;
 use zbus::zvariant::OwnedObjectPath;
-use zbus::{proxy, Connection};
 
 use crate::errors::Error;
 
@@ -23,8 +25,6 @@ pub const UNIT_INTERFACE: &str = "org.freedesktop.systemd1.Unit";
 pub trait Systemd {
     /// Asks systemd to send unit and job signals to this connection.
     fn subscribe(&self) -> zbus::Result<()>;
-    /// The object of the unit `name`, loading it if needed.
-    fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
     fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
@@ -34,20 +34,6 @@ pub trait Systemd {
     fn job_removed(&self, id: u32, job: zbus::zvariant::ObjectPath<'_>, unit: &str, result: &str) -> zbus::Result<()>;
     #[zbus(signal)]
     fn reloading(&self, active: bool) -> zbus::Result<()>;
-}
-
-#[proxy(
-    interface = "org.freedesktop.systemd1.Unit",
-    default_service = "org.freedesktop.systemd1",
-    gen_blocking = false
-)]
-pub trait Unit {
-    #[zbus(property)]
-    fn active_state(&self) -> zbus::Result<String>;
-    #[zbus(property)]
-    fn sub_state(&self) -> zbus::Result<String>;
-    #[zbus(property)]
-    fn load_state(&self) -> zbus::Result<String>;
 }
 
 /// What to do with a unit.
@@ -79,37 +65,78 @@ pub struct UnitState {
     pub load: String,
 }
 
-/// Reads the state of the unit at `path`.
-pub async fn unit_state(conn: &Connection, path: &OwnedObjectPath) -> zbus::Result<UnitState> {
-    let unit =
-        UnitProxy::builder(conn).path(path.clone())?.cache_properties(zbus::proxy::CacheProperties::No).build().await?;
-    Ok(UnitState { active: unit.active_state().await?, sub: unit.sub_state().await?, load: unit.load_state().await? })
+/// How many `JobRemoved` signals wait for the slowest job waiter before it loses track.
+const JOBS_QUEUE: usize = 4096;
+
+/// A job systemd finished: its object path and result (`done`, `failed`, `canceled`, ...).
+#[derive(Clone, Debug)]
+pub struct JobResult {
+    pub job: String,
+    pub result: String,
+}
+
+/// Follows systemd's `JobRemoved` with one match rule for the life of the agent and hands each
+/// to every waiting [`run_job`] (a rule per job would cost one of the connection's 512 match rules
+/// for each job in flight).
+pub async fn follow_jobs(
+    systemd: &SystemdProxy<'static>,
+) -> zbus::Result<(broadcast::Sender<JobResult>, tokio::task::JoinHandle<()>)> {
+    let mut removed = systemd.receive_job_removed().await?;
+    let (sender, _) = broadcast::channel(JOBS_QUEUE);
+    let results = sender.clone();
+    let task = tokio::spawn(async move {
+        while let Some(signal) = removed.next().await {
+            if let Ok(args) = signal.args() {
+                // No receiver: nobody waits for a job now.
+                let _ = results.send(JobResult { job: args.job.to_string(), result: args.result.to_owned() });
+            }
+        }
+    });
+    Ok((sender, task))
 }
 
 /// Runs a start/stop/restart job for `unit` and waits for its result. `Ok` when the job ended
 /// with `done`; otherwise [`Error::Failed`] naming the result and where to look.
-pub async fn run_job(systemd: &SystemdProxy<'_>, verb: Verb, unit: &str) -> Result<(), Error> {
+pub async fn run_job(
+    systemd: &SystemdProxy<'_>,
+    jobs: &broadcast::Sender<JobResult>,
+    calls: &tokio::sync::Semaphore,
+    verb: Verb,
+    unit: &str,
+) -> Result<(), Error> {
     // Listen before asking, so the job cannot end unseen.
-    let mut removed = systemd.receive_job_removed().await?;
-    let asked = match verb {
-        Verb::Start => systemd.start_unit(unit, "replace").await,
-        Verb::Stop => systemd.stop_unit(unit, "replace").await,
-        Verb::Restart => systemd.restart_unit(unit, "replace").await,
+    let mut removed = jobs.subscribe();
+    let asked = {
+        let _permit = calls.acquire().await.map_err(|e| Error::Failed(e.to_string()))?;
+        match verb {
+            Verb::Start => systemd.start_unit(unit, "replace").await,
+            Verb::Stop => systemd.stop_unit(unit, "replace").await,
+            Verb::Restart => systemd.restart_unit(unit, "replace").await,
+        }
     };
     let job =
         asked.map_err(|e| Error::Failed(format!("systemd refused to {} {unit}: {}", verb.as_str(), describe(&e))))?;
-    while let Some(signal) = removed.next().await {
-        let args = signal.args()?;
-        if args.job.as_str() != job.as_str() {
-            continue;
+    loop {
+        match removed.recv().await {
+            Ok(done) if done.job == job.as_str() => {
+                return match done.result.as_str() {
+                    "done" => Ok(()),
+                    result => Err(Error::Failed(format!(
+                        "{} {unit}: the job ended with result `{result}`; see `systemctl status {unit}` and `journalctl -u {unit}`",
+                        verb.as_str()
+                    ))),
+                };
+            }
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                log::warn!(unit = unit; "{} {unit}: {missed} job results went by unread; this job's may be among them", verb.as_str());
+                return Err(Error::Failed(format!(
+                    "{} {unit}: lost track of systemd's job {job} among {missed} others that ended at once; see `systemctl status {unit}`",
+                    verb.as_str()
+                )));
+            }
+            Err(broadcast::error::RecvError::Closed) => break,
         }
-        return match args.result {
-            "done" => Ok(()),
-            result => Err(Error::Failed(format!(
-                "{} {unit}: the job ended with result `{result}`; see `systemctl status {unit}` and `journalctl -u {unit}`",
-                verb.as_str()
-            ))),
-        };
     }
     Err(Error::Failed(format!("{} {unit}: lost the connection to systemd before the job ended", verb.as_str())))
 }

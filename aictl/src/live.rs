@@ -5,14 +5,16 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use aicontainers_agent::names::{
-    BUS_NAME, JOB_INTERFACE, MANAGER_INTERFACE, MODELS_INTERFACE, MODELS_PATH, ROOT_PATH, SERVICE_INTERFACE,
-};
+use aicontainers_agent::manager::Manager1Proxy;
+use aicontainers_agent::models::{ModelDetail, Models1Proxy};
+use aicontainers_agent::names::{BUS_NAME, JOB_INTERFACE, ROOT_PATH, SERVICE_INTERFACE};
+use aicontainers_agent::service::Service1Proxy;
+use aicontainers_agent::systemd::Verb;
 use clap::Subcommand;
 use serde::Serialize;
 use zbus::fdo::ObjectManagerProxy;
-use zbus::proxy::MethodFlags;
-use zbus::zvariant::{OwnedObjectPath, OwnedValue};
+use zbus::proxy::CacheProperties;
+use zbus::zvariant::OwnedValue;
 use zbus::Connection;
 
 /// How long `status` waits for the agent.
@@ -88,9 +90,9 @@ pub fn run(command: LiveCommand) -> Result<ExitCode, String> {
     runtime.block_on(async move {
         match command {
             LiveCommand::Status { names, json } => status(&names, json).await,
-            LiveCommand::Start { name, json } => act(&name, "Start", json).await,
-            LiveCommand::Stop { name, json } => act(&name, "Stop", json).await,
-            LiveCommand::Restart { name, json } => act(&name, "Restart", json).await,
+            LiveCommand::Start { name, json } => act(&name, Verb::Start, json).await,
+            LiveCommand::Stop { name, json } => act(&name, Verb::Stop, json).await,
+            LiveCommand::Restart { name, json } => act(&name, Verb::Restart, json).await,
             LiveCommand::Reload { json } => reload(json).await,
         }
     })
@@ -142,23 +144,6 @@ fn explain_named(name: &str, message: &str) -> String {
     }
 }
 
-/// A proxy that reads nothing ahead (no property cache, no signal subscription).
-async fn proxy<'a>(
-    conn: &Connection,
-    path: impl TryInto<zbus::zvariant::ObjectPath<'a>, Error = zbus::zvariant::Error>,
-    interface: &'a str,
-) -> Result<zbus::Proxy<'a>, String> {
-    zbus::proxy::Builder::new(conn)
-        .destination(BUS_NAME)
-        .and_then(|b| b.path(path))
-        .and_then(|b| b.interface(interface))
-        .map_err(|e| e.to_string())?
-        .cache_properties(zbus::proxy::CacheProperties::No)
-        .build()
-        .await
-        .map_err(explain)
-}
-
 fn take<T: TryFrom<OwnedValue>>(props: &HashMap<String, OwnedValue>, key: &str) -> Option<T> {
     props.get(key).and_then(|v| v.try_clone().ok()).and_then(|v| T::try_from(v).ok())
 }
@@ -191,6 +176,9 @@ async fn status(names: &[String], json: bool) -> Result<ExitCode, String> {
         .await
         .map_err(explain)?;
     let objects = om.get_managed_objects().await.map_err(explain_fdo)?;
+    // What the agent could not put on the bus: said on stderr, so that a partial list is never
+    // taken for the whole (an agent without the property has nothing to say).
+    let problems = manager(&conn).await?.problems().await.unwrap_or_default();
     let mut rows: Vec<Row> = objects
         .values()
         .filter_map(|ifaces| ifaces.iter().find(|(i, _)| i.as_str() == SERVICE_INTERFACE).map(|(_, props)| row(props)))
@@ -202,6 +190,9 @@ async fn status(names: &[String], json: bool) -> Result<ExitCode, String> {
         out!("{}", serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?);
     } else {
         print_table(&rows);
+    }
+    for problem in &problems {
+        eprintln!("aictl: warning: aicontainersd cannot show everything: {problem}");
     }
     if !missing.is_empty() {
         let list: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
@@ -242,17 +233,29 @@ fn print_table(rows: &[Row]) {
     }
 }
 
-async fn act(name: &str, method: &str, json: bool) -> Result<ExitCode, String> {
+/// The agent's `Manager1`, reading nothing ahead (no property cache, no signal subscription).
+async fn manager(conn: &Connection) -> Result<Manager1Proxy<'static>, String> {
+    Manager1Proxy::builder(conn).cache_properties(CacheProperties::No).build().await.map_err(explain)
+}
+
+async fn act(name: &str, verb: Verb, json: bool) -> Result<ExitCode, String> {
     let conn = connect(ACT_TIMEOUT).await?;
-    let manager = proxy(&conn, ROOT_PATH, MANAGER_INTERFACE).await?;
-    let path: OwnedObjectPath = manager.call("GetService", &(name,)).await.map_err(explain)?;
-    let service = proxy(&conn, path.as_str(), SERVICE_INTERFACE).await?;
-    // Lets polkit ask for a password where an authentication agent runs.
-    service
-        .call_with_flags::<_, _, ()>(method, MethodFlags::AllowInteractiveAuth.into(), &())
+    let path = manager(&conn).await?.get_service(name).await.map_err(explain)?;
+    let service = Service1Proxy::builder(&conn)
+        .path(path)
+        .map_err(|e| e.to_string())?
+        .cache_properties(CacheProperties::No)
+        .build()
         .await
         .map_err(explain)?;
-    let verb = method.to_lowercase();
+    // The proxy's methods let polkit ask for a password where an authentication agent runs.
+    match verb {
+        Verb::Start => service.start().await,
+        Verb::Stop => service.stop().await,
+        Verb::Restart => service.restart().await,
+    }
+    .map_err(explain)?;
+    let verb = verb.as_str();
     if json {
         out!("{}", serde_json::json!({ "service": name, "action": verb, "result": "done" }));
     }
@@ -261,12 +264,9 @@ async fn act(name: &str, method: &str, json: bool) -> Result<ExitCode, String> {
 
 async fn reload(json: bool) -> Result<ExitCode, String> {
     let conn = connect(ACT_TIMEOUT).await?;
-    let manager = proxy(&conn, ROOT_PATH, MANAGER_INTERFACE).await?;
-    manager
-        .call_with_flags::<_, _, ()>("Reload", MethodFlags::AllowInteractiveAuth.into(), &())
-        .await
-        .map_err(explain)?;
-    let services: Vec<(String, OwnedObjectPath)> = manager.call("ListServices", &()).await.map_err(explain)?;
+    let manager = manager(&conn).await?;
+    manager.reload().await.map_err(explain)?;
+    let services = manager.list_services().await.map_err(explain)?;
     if json {
         let names: Vec<&str> = services.iter().map(|(n, _)| n.as_str()).collect();
         out!("{}", serde_json::json!({ "action": "reload", "result": "done", "services": names }));
@@ -335,12 +335,8 @@ pub fn model_pull(source: &str, json: bool) -> Option<Result<ExitCode, String>> 
 async fn follow_pull(conn: &Connection, source: &str, json: bool) -> Result<ExitCode, String> {
     use futures_util::StreamExt;
     use std::io::{IsTerminal, Write};
-    let models = proxy(conn, MODELS_PATH, MODELS_INTERFACE).await?;
-    let job: OwnedObjectPath = models
-        .call_with_flags("Pull", MethodFlags::AllowInteractiveAuth.into(), &(source,))
-        .await
-        .map_err(explain)?
-        .ok_or("aicontainersd answered Pull without a job")?;
+    let models = Models1Proxy::builder(conn).cache_properties(CacheProperties::No).build().await.map_err(explain)?;
+    let job = models.pull(source).await.map_err(explain)?;
     let props = zbus::fdo::PropertiesProxy::builder(conn)
         .destination(BUS_NAME)
         .and_then(|b| b.path(job.as_str()))
@@ -370,8 +366,8 @@ async fn follow_pull(conn: &Connection, source: &str, json: bool) -> Result<Exit
                 let source = aicontainers::diag::escape(source);
                 let line = format!(
                     "{source}: {} / {} {:>3}%",
-                    crate::model::human(done),
-                    crate::model::human(total),
+                    crate::size::human(done),
+                    crate::size::human(total),
                     done * 100 / total
                 );
                 if terminal {
@@ -413,8 +409,7 @@ async fn follow_pull(conn: &Connection, source: &str, json: bool) -> Result<Exit
             }
         }
     }
-    type Detail = (String, String, String, String, String, u64, bool, Vec<(String, String, u64)>);
-    let (_, _, _, path, _, size, _, files): Detail = models.call("Inspect", &(source,)).await.map_err(explain)?;
+    let ModelDetail { path, size, files, .. } = models.inspect(source).await.map_err(explain)?.into();
     if json {
         out!(
             "{}",
@@ -426,8 +421,8 @@ async fn follow_pull(conn: &Connection, source: &str, json: bool) -> Result<Exit
             "{}: ready at {} ({}, {}) (aicontainersd job {})",
             aicontainers::diag::escape(source),
             aicontainers::diag::escape(&path),
-            crate::model::files(files.len()),
-            crate::model::human(size),
+            crate::size::files(files.len()),
+            crate::size::human(size),
             aicontainers::diag::escape(job.as_str())
         );
     }

@@ -25,6 +25,7 @@ mod gpu;
 mod live;
 mod manpage;
 mod model;
+mod size;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -237,28 +237,9 @@ pub fn run(command: ModelCommand) -> Result<ExitCode, String> {
     }
 }
 
-pub(crate) fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-pub(crate) fn files(n: usize) -> String {
-    if n == 1 {
-        "1 file".to_owned()
-    } else {
-        format!("{n} files")
-    }
-}
+// Formatting shared with the live commands (crate::size), so that live.rs needs nothing of this
+// module and the two do not import each other.
+pub(crate) use crate::size::{files, human};
 
 fn short(digest: &models::Digest) -> String {
     format!("sha256:{}", &digest.hex()[..12])

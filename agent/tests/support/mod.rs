@@ -59,6 +59,12 @@ impl FakeUnit {
     }
 }
 
+/// One entry of `ListUnitsByNames`.
+pub type ListedUnit = (String, String, String, String, String, String, OwnedObjectPath, u32, String, OwnedObjectPath);
+
+/// The sizes of the stand-in systemd's `ListUnitsByNames` calls.
+pub type Reads = Arc<Mutex<Vec<usize>>>;
+
 /// What the stand-in systemd was asked to do: (method, unit).
 pub type Calls = Arc<Mutex<Vec<(String, String)>>>;
 
@@ -66,6 +72,8 @@ pub type Calls = Arc<Mutex<Vec<(String, String)>>>;
 #[derive(Debug, Default)]
 pub struct FakeSystemd {
     pub calls: Calls,
+    /// The number of names of each `ListUnitsByNames` call (reads: not in `calls`).
+    pub reads: Reads,
     next_job: AtomicU32,
 }
 
@@ -116,6 +124,39 @@ pub async fn set_unit_state(server: &ObjectServer, path: &str, active: &str, sub
 impl FakeSystemd {
     fn subscribe(&self) {
         self.calls.lock().unwrap().push(("Subscribe".into(), String::new()));
+    }
+    /// Units whose name starts with `unreadable` make the whole call fail, as a systemd that
+    /// cannot answer would.
+    async fn list_units_by_names(
+        &self,
+        names: Vec<String>,
+        #[zbus(object_server)] server: &ObjectServer,
+    ) -> zbus::fdo::Result<Vec<ListedUnit>> {
+        self.reads.lock().unwrap().push(names.len());
+        if let Some(bad) = names.iter().find(|n| n.starts_with("unreadable")) {
+            return Err(zbus::fdo::Error::Failed(format!("cannot load {bad}")));
+        }
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let path = ensure_unit(server, &name).await?;
+            let iface = server.interface::<_, FakeUnit>(path.as_str()).await?;
+            let unit = iface.get().await;
+            let path = OwnedObjectPath::try_from(path).unwrap();
+            let none = OwnedObjectPath::try_from("/").unwrap();
+            out.push((
+                name,
+                String::new(),
+                unit.load.clone(),
+                unit.active.clone(),
+                unit.sub.clone(),
+                String::new(),
+                path,
+                0,
+                String::new(),
+                none,
+            ));
+        }
+        Ok(out)
     }
     async fn load_unit(
         &self,
@@ -216,6 +257,7 @@ pub struct Rig {
     pub agent_log: PathBuf,
     pub systemd: Connection,
     pub calls: Calls,
+    pub reads: Reads,
     pub polkit: Option<Connection>,
     pub checks: Checks,
     pub client: Connection,
@@ -237,10 +279,35 @@ impl Drop for Rig {
 pub const WEB: &str = "[service]\nimage = \"localhost/web:1\"\nrun-as = \"nobody\"\n\n[gpu]\ndevices = [\"nvidia.com/gpu=0\"]\nnuma = \"single-numa-node\"\n";
 pub const BROKEN: &str = "[service]\nimage = \"localhost/web:1\"\nrun-as = \"nobody\"\ncomand = [\"x\"]\n";
 
-/// The bus configuration: what Debian's system.conf sets for every bus client, the agent's own
-/// policy file, and the stand-ins' names for root.
+/// The limits of Debian's system bus (`/usr/share/dbus-1/system.conf` of dbus 1.14 in Debian 12
+/// and of dbus 1.16 in Debian 13 lists them, commented out, as the defaults built into
+/// dbus-daemon). Written out here so that the test bus has them whatever dbus-daemon's defaults
+/// are; `test_bus_has_the_system_bus_limits` compares them with the installed system.conf.
+pub const SYSTEM_BUS_LIMITS: &[(&str, u64)] = &[
+    ("max_incoming_bytes", 133169152),
+    ("max_incoming_unix_fds", 64),
+    ("max_outgoing_bytes", 133169152),
+    ("max_outgoing_unix_fds", 64),
+    ("max_message_size", 33554432),
+    ("max_message_unix_fds", 16),
+    ("service_start_timeout", 25000),
+    ("auth_timeout", 5000),
+    ("pending_fd_timeout", 150000),
+    ("max_completed_connections", 2048),
+    ("max_incomplete_connections", 64),
+    ("max_connections_per_user", 256),
+    ("max_pending_service_starts", 512),
+    ("max_names_per_connection", 512),
+    ("max_match_rules_per_connection", 512),
+    ("max_replies_per_connection", 128),
+];
+
+/// The bus configuration: what Debian's system.conf sets for every bus client, with its limits,
+/// the agent's own policy file, and the stand-ins' names for root.
 fn bus_config(socket: &Path) -> String {
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/org.aicontainers.Agent1.conf");
+    let limits: String =
+        SYSTEM_BUS_LIMITS.iter().map(|(name, value)| format!("  <limit name=\"{name}\">{value}</limit>\n")).collect();
     format!(
         r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -248,7 +315,7 @@ fn bus_config(socket: &Path) -> String {
   <type>system</type>
   <listen>unix:path={socket}</listen>
   <auth>EXTERNAL</auth>
-  <policy context="default">
+{limits}  <policy context="default">
     <allow user="*"/>
     <deny own="*"/>
     <deny send_type="method_call"/>
@@ -263,6 +330,10 @@ fn bus_config(socket: &Path) -> String {
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
   </policy>
+  <!-- root may read the bus's statistics (match rules, bytes queued per connection) -->
+  <policy user="root">
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Debug.Stats"/>
+  </policy>
   <!-- stand-ins for systemd and polkit (tests/support/mod.rs) -->
   <policy user="root">
     <allow own="org.freedesktop.systemd1"/>
@@ -276,7 +347,8 @@ fn bus_config(socket: &Path) -> String {
 </busconfig>
 "#,
         socket = socket.display(),
-        policy = policy.display()
+        policy = policy.display(),
+        limits = limits
     )
 }
 
@@ -323,9 +395,13 @@ impl Rig {
         assert!(address.starts_with("unix:"), "dbus-daemon printed {line:?}");
 
         let calls = Calls::default();
+        let reads = Reads::default();
         let systemd = zbus::connection::Builder::address(address.as_str())
             .unwrap()
-            .serve_at(SYSTEMD_PATH, FakeSystemd { calls: calls.clone(), ..FakeSystemd::default() })
+            .serve_at(
+                SYSTEMD_PATH,
+                FakeSystemd { calls: calls.clone(), reads: reads.clone(), ..FakeSystemd::default() },
+            )
             .unwrap()
             .name("org.freedesktop.systemd1")
             .unwrap()
@@ -360,6 +436,7 @@ impl Rig {
             agent_log,
             systemd,
             calls,
+            reads,
             polkit,
             checks,
             client,
@@ -447,6 +524,11 @@ impl Rig {
             .unwrap()
     }
 
+    /// How many service files the rig's /etc/aicontainers holds.
+    pub fn services_written(&self) -> usize {
+        std::fs::read_dir(self.root.join("etc/aicontainers")).map(|d| d.count()).unwrap_or(0)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.agent_log).unwrap_or_default()
     }
@@ -502,10 +584,14 @@ pub fn aictl() -> PathBuf {
     let agent = PathBuf::from(env!("CARGO_BIN_EXE_aicontainersd"));
     let aictl = agent.with_file_name("aictl");
     if !aictl.exists() {
-        eprintln!("{} is not built yet: building it (cargo build -p aictl)", aictl.display());
+        // The same profile as this test (target/release/... for the benchmark).
+        let release = agent.parent().and_then(|d| d.file_name()).is_some_and(|d| d == "release");
+        let args: &[&str] = if release { &["build", "--release", "-p", "aictl"] } else { &["build", "-p", "aictl"] };
+        eprintln!("{} is not built yet: building it (cargo {})", aictl.display(), args.join(" "));
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo).args(["build", "-p", "aictl"]).status().unwrap();
-        assert!(status.success(), "cargo build -p aictl failed");
+        let status = Command::new(cargo).args(args).status().unwrap();
+        assert!(status.success(), "cargo {} failed", args.join(" "));
+        assert!(aictl.exists(), "{} still missing after cargo {}", aictl.display(), args.join(" "));
     }
     aictl
 }
