@@ -16,17 +16,18 @@ pub enum ExportCommand {
     /// ports, keeping GPU, NUMA and model intent; what has no cluster meaning is a warning.
     Kube {
         /// Service files or directories (default: the system directories, layered).
+        #[arg(value_name = "PATH")]
         paths: Vec<PathBuf>,
         /// Put every object in this namespace.
         #[arg(long, value_name = "NS")]
         namespace: Option<String>,
         /// The workload object of each service.
-        #[arg(long, value_enum, default_value_t = KindArg::Deployment)]
+        #[arg(long, value_enum, value_name = "KIND", default_value_t = KindArg::Deployment)]
         kind: KindArg,
         /// How [[model]] entries reach the pod: `image` mounts oci:// models as image volumes
         /// (Kubernetes 1.31+) and pulls others with an init container; `init` pulls every
         /// model with an init container running `aictl model pull` into an emptyDir.
-        #[arg(long, value_enum, default_value_t = ModelsArg::Image)]
+        #[arg(long, value_enum, value_name = "HOW", default_value_t = ModelsArg::Image)]
         models: ModelsArg,
         /// The image with aictl that model init containers run.
         #[arg(long, value_name = "IMAGE")]

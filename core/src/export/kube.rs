@@ -695,6 +695,19 @@ fn volumes(
         volumes.push(volume);
         mounts.push(mount);
     }
+    model_volumes(service, options, resources, remarks, (&mut volumes, &mut mounts, &mut init))?;
+    Ok((volumes, mounts, init))
+}
+
+/// `[[model]]`: an image volume, a hostPath (`file://`) or an emptyDir that an init container
+/// fills with `aictl model pull`, each mounted read-only where the service mounts it.
+fn model_volumes(
+    service: &Service,
+    options: &Options<'_>,
+    resources: &Option<Yaml>,
+    remarks: &mut Remarks,
+    (volumes, mounts, init): (&mut Vec<Yaml>, &mut Vec<Yaml>, &mut Vec<Yaml>),
+) -> Result<(), String> {
     for (i, model) in service.models.iter().enumerate() {
         let vname = format!("model-{i}");
         let mut mount = map([("name", Yaml::from(vname.as_str())), ("mountPath", model.mount.as_str().into())]);
@@ -738,36 +751,12 @@ fn volumes(
                         if matches!(source, Source::Oci { .. }) { ", or --models image" } else { "" }
                     )
                 })?;
-                let mut container = map([
-                    ("name", Yaml::from(format!("pull-model-{i}"))),
-                    ("image", image.into()),
-                    ("imagePullPolicy", "IfNotPresent".into()),
-                    (
-                        "command",
-                        strings(["aictl", "model", "pull", "--direct", "--no-pin", source.canonical().as_str()]),
-                    ),
-                    (
-                        "env",
-                        Yaml::Seq(vec![map([
-                            ("name", Yaml::from("AICONTAINERS_MODELS_DIR")),
-                            ("value", INIT_STORE.into()),
-                        ])]),
-                    ),
-                ]);
                 // A Guaranteed pod needs requests equal to limits in every container.
-                if let Some(r) = resources.as_ref().filter(|_| {
-                    matches!(
-                        service.gpu.as_ref().map(|g| g.numa),
-                        Some(NumaPolicy::SingleNumaNode | NumaPolicy::Restricted)
-                    )
-                }) {
-                    container.insert("resources", without_gpus(r));
-                }
-                container.insert(
-                    "volumeMounts",
-                    Yaml::Seq(vec![map([("name", Yaml::from(vname.as_str())), ("mountPath", INIT_STORE.into())])]),
+                let guaranteed = matches!(
+                    service.gpu.as_ref().map(|g| g.numa),
+                    Some(NumaPolicy::SingleNumaNode | NumaPolicy::Restricted)
                 );
-                init.push(container);
+                init.push(pull_container(i, source, image, &vname, resources.as_ref().filter(|_| guaranteed)));
                 volumes.push(map([("name", Yaml::from(vname.as_str())), ("emptyDir", map::<&str>([]))]));
                 // The store's ref for this source points at the model's tree, inside the volume.
                 mount.insert("subPath", format!("refs/{}", source.ref_name()));
@@ -776,7 +765,25 @@ fn volumes(
         mount.insert("readOnly", true);
         mounts.push(mount);
     }
-    Ok((volumes, mounts, init))
+    Ok(())
+}
+
+/// The init container that pulls model `i` into its emptyDir, as `aicontainers-model@.service`
+/// pulls it into the host's store.
+fn pull_container(i: usize, source: &Source, image: &str, volume: &str, resources: Option<&Yaml>) -> Yaml {
+    let mut container = map([
+        ("name", Yaml::from(format!("pull-model-{i}"))),
+        ("image", image.into()),
+        ("imagePullPolicy", "IfNotPresent".into()),
+        ("command", strings(["aictl", "model", "pull", "--direct", "--no-pin", source.canonical().as_str()])),
+        ("env", Yaml::Seq(vec![map([("name", Yaml::from("AICONTAINERS_MODELS_DIR")), ("value", INIT_STORE.into())])])),
+    ]);
+    if let Some(r) = resources {
+        container.insert("resources", without_gpus(r));
+    }
+    container
+        .insert("volumeMounts", Yaml::Seq(vec![map([("name", Yaml::from(volume)), ("mountPath", INIT_STORE.into())])]));
+    container
 }
 
 /// Resources less the GPUs (an init container that pulls a model needs none).

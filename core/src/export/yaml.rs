@@ -228,14 +228,14 @@ mod tests {
     fn block_layout() {
         let v = map([
             ("a", Yaml::from("x")),
-            ("b", Yaml::Seq(vec![map([("n", Yaml::from(1i64)), ("m", strings(["p", "q"]))]), Yaml::from("s")])),
+            ("b", Yaml::Seq(vec![map([("k", Yaml::from(1i64)), ("m", strings(["p", "q"]))]), Yaml::from("s")])),
             ("c", map::<&str>([])),
             ("d", Yaml::Seq(vec![])),
             ("e", map([("f", Yaml::from(true))])),
         ]);
         assert_eq!(
             to_string(&v),
-            "a: x\nb:\n  - n: 1\n    m:\n      - p\n      - q\n  - s\nc: {}\nd: []\ne:\n  f: true\n"
+            "a: x\nb:\n  - k: 1\n    m:\n      - p\n      - q\n  - s\nc: {}\nd: []\ne:\n  f: true\n"
         );
     }
 }
