@@ -226,6 +226,9 @@ fn hostile_values() -> Vec<String> {
     v
 }
 
+/// A host volume whose paths are YAML syntax.
+const HOSTILE_VOLUME: &str = "/srv/*a #b/{}/yes:/data/- x, [y]:ro";
+
 /// A service file whose command, environment and description carry the hostile values.
 fn hostile_service(dir: &Path) -> PathBuf {
     let values = hostile_values();
@@ -233,6 +236,7 @@ fn hostile_service(dir: &Path) -> PathBuf {
     let mut file = String::from("[service]\n");
     file.push_str(&format!("description = {}\n", toml_str("yes: *anchor\n- x")));
     file.push_str("image = \"r.example/a:1\"\nrun-as = \"aimodels\"\n");
+    file.push_str(&format!("volumes = [{}]\n", toml_str(HOSTILE_VOLUME)));
     let command: Vec<String> =
         values.iter().filter(|v| !v.is_empty() && v.as_str() != ";").map(|v| toml_str(v)).collect();
     file.push_str(&format!("command = [{}]\n", command.join(", ")));
@@ -295,6 +299,10 @@ fn hostile_values_come_back_as_the_same_strings() {
     let expected: Vec<&str> = values.iter().filter(|v| !v.is_empty()).map(String::as_str).collect();
     assert_eq!(args, expected);
     assert_eq!(docs[0]["metadata"]["annotations"]["io.aicontainers.description"], "yes: *anchor\n- x");
+    let pod = &docs[0]["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][0]["hostPath"]["path"], "/srv/*a #b/{}/yes");
+    assert_eq!(c["volumeMounts"][0]["mountPath"], "/data/- x, [y]");
+    assert_eq!(c["volumeMounts"][0]["readOnly"], true);
     // The same through a YAML 1.1 reader (PyYAML, as kubernetes-validate and go-yaml v2 read).
     if let Some(tool) = validator() {
         let python = python_beside(&tool);
