@@ -234,7 +234,7 @@ fn hostile_service(dir: &Path) -> PathBuf {
     let values = hostile_values();
     let toml_str = |s: &str| toml_quote(s);
     let mut file = String::from("[service]\n");
-    file.push_str(&format!("description = {}\n", toml_str("yes: *anchor\n- x")));
+    file.push_str(&format!("description = {}\n", toml_str("yes: *anchor - x # not a comment")));
     file.push_str("image = \"r.example/a:1\"\nrun-as = \"aimodels\"\n");
     file.push_str(&format!("volumes = [{}]\n", toml_str(HOSTILE_VOLUME)));
     let command: Vec<String> =
@@ -298,7 +298,7 @@ fn hostile_values_come_back_as_the_same_strings() {
     let args: Vec<&str> = c["args"].as_sequence().expect("args").iter().map(|a| a.as_str().expect("string")).collect();
     let expected: Vec<&str> = values.iter().filter(|v| !v.is_empty()).map(String::as_str).collect();
     assert_eq!(args, expected);
-    assert_eq!(docs[0]["metadata"]["annotations"]["io.aicontainers.description"], "yes: *anchor\n- x");
+    assert_eq!(docs[0]["metadata"]["annotations"]["io.aicontainers.description"], "yes: *anchor - x # not a comment");
     let pod = &docs[0]["spec"]["template"]["spec"];
     assert_eq!(pod["volumes"][0]["hostPath"]["path"], "/srv/*a #b/{}/yes");
     assert_eq!(c["volumeMounts"][0]["mountPath"], "/data/- x, [y]");
