@@ -21,6 +21,7 @@ macro_rules! out_raw {
 }
 
 mod account;
+mod export;
 mod gpu;
 mod live;
 mod manpage;
@@ -129,6 +130,11 @@ enum Command {
         #[command(subcommand)]
         command: model::ModelCommand,
     },
+    /// Export services to other systems: `aictl export kube` writes Kubernetes manifests.
+    Export {
+        #[command(subcommand)]
+        command: export::ExportCommand,
+    },
     /// Live commands, through aicontainersd on the system bus (src/live.rs).
     #[command(flatten)]
     Live(live::LiveCommand),
@@ -159,6 +165,7 @@ fn main() -> ExitCode {
         Command::Gpu { command } => gpu::run(command),
         Command::Account { command } => account::run(command),
         Command::Model { command } => model::run(command),
+        Command::Export { command } => export::run(command),
         Command::HealthWatch { name, interval, foreground } => health_watch(&name, interval, foreground),
         Command::Live(command) => live::run(command),
         Command::ManpageSynopsis => {

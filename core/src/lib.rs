@@ -2,12 +2,14 @@
 //!
 //! This crate holds what the generator and `aictl` share: the service file format
 //! ([`spec`]), how files are found and layered ([`source`]), accounts ([`account`]), rendering to
-//! Quadlet ([`render`], [`quadlet`]) and the generator pipeline ([`generate`]).
+//! Quadlet ([`render`], [`quadlet`]), the generator pipeline ([`generate`]) and exports to other
+//! systems ([`export`]: Kubernetes manifests).
 
 pub mod account;
 pub mod cdi;
 pub mod diag;
 pub mod doc;
+pub mod export;
 pub mod fsutil;
 pub mod generate;
 pub mod host;
