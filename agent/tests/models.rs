@@ -131,6 +131,10 @@ fn weights(len: usize, seed: u8) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    not(have_registry),
+    ignore = "needs Debian's docker-registry (/usr/bin/docker-registry; tests/vm/vm deps installs it)"
+)]
 async fn a_pull_is_a_job_whose_progress_reaches_the_total_and_the_model_is_listed() {
     need_root!();
     let Some(reg) = Registry::start() else { return };
@@ -206,6 +210,10 @@ async fn a_pull_is_a_job_whose_progress_reaches_the_total_and_the_model_is_liste
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    not(have_registry),
+    ignore = "needs Debian's docker-registry (/usr/bin/docker-registry; tests/vm/vm deps installs it)"
+)]
 async fn two_pulls_of_one_source_share_one_job() {
     need_root!();
     let Some(reg) = Registry::start() else { return };
@@ -331,6 +339,10 @@ async fn a_bad_source_is_invalid_args() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    not(have_registry),
+    ignore = "needs Debian's docker-registry (/usr/bin/docker-registry; tests/vm/vm deps installs it)"
+)]
 async fn aictl_model_pull_goes_through_the_agent() {
     need_root!();
     let Some(reg) = Registry::start() else { return };
@@ -375,6 +387,10 @@ async fn aictl_model_pull_goes_through_the_agent() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    not(have_registry),
+    ignore = "needs Debian's docker-registry (/usr/bin/docker-registry; tests/vm/vm deps installs it)"
+)]
 async fn aictl_model_pull_direct_does_not_use_the_agent() {
     need_root!();
     let Some(reg) = Registry::start() else { return };

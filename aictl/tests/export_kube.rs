@@ -491,6 +491,10 @@ fn validate_schema(yaml: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(have_kube_validate),
+    ignore = "needs kubernetes-validate (AICONTAINERS_KUBE_VALIDATE or PATH; tests/run-all installs it)"
+)]
 fn every_export_validates_against_the_kubernetes_schema() {
     if validator().is_none() {
         validate_schema("");

@@ -37,6 +37,10 @@ fn n(v: &serde_json::Value, key: &str) -> u64 {
 }
 
 #[test]
+#[cfg_attr(
+    not(have_registry),
+    ignore = "needs Debian's docker-registry (/usr/bin/docker-registry; tests/vm/vm deps installs it)"
+)]
 fn modelpack_artifact_is_pulled_into_a_read_only_tree_and_a_second_pull_transfers_nothing() {
     let Some(reg) = Registry::start() else { return };
     let tar = tar_of(&[("docs/README.md", b"read me"), ("./docs/LICENSE", b"MIT")]);
@@ -92,6 +96,10 @@ fn modelpack_artifact_is_pulled_into_a_read_only_tree_and_a_second_pull_transfer
 }
 
 #[test]
+#[cfg_attr(
+    not(have_registry),
+    ignore = "needs Debian's docker-registry (/usr/bin/docker-registry; tests/vm/vm deps installs it)"
+)]
 fn a_plain_image_gives_its_regular_files_with_whiteouts_applied() {
     let Some(reg) = Registry::start() else { return };
     let repo = "images/with-model";
@@ -116,6 +124,10 @@ fn a_plain_image_gives_its_regular_files_with_whiteouts_applied() {
 }
 
 #[test]
+#[cfg_attr(
+    not(have_registry),
+    ignore = "needs Debian's docker-registry (/usr/bin/docker-registry; tests/vm/vm deps installs it)"
+)]
 fn two_models_sharing_a_blob_store_it_once() {
     let Some(reg) = Registry::start() else { return };
     let shared = vec![42u8; 500_000];
@@ -135,6 +147,10 @@ fn two_models_sharing_a_blob_store_it_once() {
 
 /// 48 MiB at 8 MiB/s: killed after a quarter, then resumed.
 #[test]
+#[cfg_attr(
+    not(have_registry),
+    ignore = "needs Debian's docker-registry (/usr/bin/docker-registry; tests/vm/vm deps installs it)"
+)]
 fn a_pull_killed_mid_blob_leaves_no_visible_blob_and_the_next_pull_resumes() {
     let Some(reg) = Registry::start() else { return };
     let big: Vec<u8> = (0..48u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
@@ -172,6 +188,10 @@ fn a_pull_killed_mid_blob_leaves_no_visible_blob_and_the_next_pull_resumes() {
 }
 
 #[test]
+#[cfg_attr(
+    not(have_registry),
+    ignore = "needs Debian's docker-registry (/usr/bin/docker-registry; tests/vm/vm deps installs it)"
+)]
 fn concurrent_pulls_of_one_blob_download_it_once() {
     let Some(reg) = Registry::start() else { return };
     let big = vec![3u8; 16 << 20];
@@ -200,6 +220,10 @@ fn concurrent_pulls_of_one_blob_download_it_once() {
 }
 
 #[test]
+#[cfg_attr(
+    not(have_registry),
+    ignore = "needs Debian's docker-registry (/usr/bin/docker-registry; tests/vm/vm deps installs it)"
+)]
 fn a_blob_that_fails_its_digest_leaves_nothing_behind() {
     let Some(reg) = Registry::start() else { return };
     let data = vec![9u8; 200_000];
@@ -216,6 +240,10 @@ fn a_blob_that_fails_its_digest_leaves_nothing_behind() {
 }
 
 #[test]
+#[cfg_attr(
+    not(have_registry),
+    ignore = "needs Debian's docker-registry (/usr/bin/docker-registry; tests/vm/vm deps installs it)"
+)]
 fn hostile_paths_in_annotations_and_archives_are_refused() {
     let Some(reg) = Registry::start() else { return };
     let store = store_dir();
@@ -238,6 +266,10 @@ fn hostile_paths_in_annotations_and_archives_are_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    not(have_registry),
+    ignore = "needs Debian's docker-registry (/usr/bin/docker-registry; tests/vm/vm deps installs it)"
+)]
 fn gc_removes_only_what_no_service_and_no_pin_holds() {
     let Some(reg) = Registry::start() else { return };
     let shared = vec![1u8; 100_000];
@@ -401,6 +433,10 @@ fn file_sources_are_copied_in() {
 }
 
 #[test]
+#[cfg_attr(
+    not(have_registry),
+    ignore = "needs Debian's docker-registry (/usr/bin/docker-registry; tests/vm/vm deps installs it)"
+)]
 fn a_quota_refuses_a_pull_that_would_exceed_it_before_downloading() {
     let Some(reg) = Registry::start() else { return };
     reg.push_modelpack("models/a", "v1", &[("a.bin", &[1u8; 600_000])]);
@@ -495,6 +531,10 @@ fn leftovers(store: &Path) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(
+    not(have_registry),
+    ignore = "needs Debian's docker-registry (/usr/bin/docker-registry; tests/vm/vm deps installs it)"
+)]
 fn a_decompression_bomb_stops_at_the_quota() {
     let Some(reg) = Registry::start() else { return };
     let repo = "evil/bomb";

@@ -1,0 +1,18 @@
+//! Tests that need a tool this machine may lack are compiled as ignored, with the reason, when
+//! it is missing, so that the test runner says they did not run (in CI they run: tests/run-all
+//! installs the tools, and the tests themselves fail there if one is missing).
+fn main() {
+    println!("cargo::rustc-check-cfg=cfg(have_registry, have_kube_validate)");
+    // /usr/bin changes when packages are installed or removed.
+    println!("cargo::rerun-if-changed=/usr/bin");
+    println!("cargo::rerun-if-env-changed=AICONTAINERS_KUBE_VALIDATE");
+    println!("cargo::rerun-if-env-changed=PATH");
+    if std::path::Path::new("/usr/bin/docker-registry").is_file() {
+        println!("cargo::rustc-cfg=have_registry");
+    }
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("kubernetes-validate").is_file()));
+    if on_path || std::env::var_os("AICONTAINERS_KUBE_VALIDATE").is_some_and(|p| std::path::Path::new(&p).is_file()) {
+        println!("cargo::rustc-cfg=have_kube_validate");
+    }
+}
