@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use super::authority;
 use super::store::Body;
 use super::{agent, read_small, source, Blob, Content, Digest, Error, Item, Resolved};
 
@@ -35,37 +36,6 @@ impl std::fmt::Display for Origin {
     }
 }
 
-/// Splits `HOST[:PORT]` (HOST may be `[IPv6]`); a port must be 1–65535.
-pub(crate) fn split_host_port(authority: &str) -> Result<(String, Option<u16>), String> {
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let (inside, after) = rest.split_once(']').ok_or_else(|| format!("`{authority}`: `[` without `]`"))?;
-        (
-            format!("[{inside}]"),
-            after.strip_prefix(':').map(str::to_owned).or_else(|| (!after.is_empty()).then(|| after.to_owned())),
-        )
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_owned(), Some(p.to_owned())),
-            None => (authority.to_owned(), None),
-        }
-    };
-    if host.is_empty() || host == "[]" {
-        return Err(format!("`{authority}` names no host"));
-    }
-    let port = match port {
-        None => None,
-        Some(p) => {
-            let n = (!p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| p.parse::<u32>().ok())
-                .flatten()
-                .filter(|n| (1..=65535).contains(n))
-                .ok_or_else(|| format!("`{authority}`: the port must be a number from 1 to 65535"))?;
-            Some(n as u16)
-        }
-    };
-    Ok((host.to_ascii_lowercase(), port))
-}
-
 impl Origin {
     pub fn of(url: &str) -> Result<Origin, String> {
         let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("`{url}` is not an absolute URL"))?;
@@ -78,12 +48,12 @@ impl Origin {
         if authority.contains('@') {
             return Err(format!("`{url}`: user names and passwords in URLs are not used; see containers-auth.json(5)"));
         }
-        let (host, port) = split_host_port(authority).map_err(|why| format!("`{url}`: {why}"))?;
+        let (host, port) = authority::split_host_port(authority).map_err(|why| format!("`{url}`: {why}"))?;
         Ok(Origin { scheme, host, port: port.unwrap_or(if scheme == "https" { 443 } else { 80 }) })
     }
 
     pub fn is_loopback(&self) -> bool {
-        super::oci::is_loopback(&self.host)
+        authority::is_loopback(&self.host)
     }
 }
 

@@ -16,6 +16,7 @@ pub mod store;
 
 mod archive;
 mod auth;
+mod authority;
 mod http;
 mod local;
 

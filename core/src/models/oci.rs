@@ -78,18 +78,9 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-pub fn is_loopback(registry: &str) -> bool {
-    let host = if let Some(rest) = registry.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
-    } else {
-        registry.split(':').next().unwrap_or("")
-    };
-    host == "localhost" || host == "::1" || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 impl Registry {
     pub fn new(registry: &str, repository: &str) -> Result<Registry, Error> {
-        let scheme = if is_loopback(registry) { "http" } else { "https" };
+        let scheme = if super::authority::is_loopback(registry) { "http" } else { "https" };
         let base = format!("{scheme}://{registry}/v2/{repository}");
         let origin = Origin::of(&base).map_err(|why| Error::Invalid(format!("oci://{registry}: {why}")))?;
         Ok(Registry {
@@ -425,13 +416,5 @@ mod tests {
             plan(&m, &|d| d.to_owned()).expect("plan")[0].content,
             Content::Archive { compression: Compression::Gzip, whiteouts: true }
         ));
-    }
-
-    #[test]
-    fn loopback_registries() {
-        assert!(is_loopback("127.0.0.1:5000"));
-        assert!(is_loopback("localhost"));
-        assert!(is_loopback("[::1]:5000"));
-        assert!(!is_loopback("registry.example:5000"));
     }
 }

@@ -190,7 +190,7 @@ pub(crate) fn file_name_of_url(url: &str) -> Option<String> {
 
 /// `HOST[:PORT]`: a DNS name or an IP address (IPv6 in brackets), and a port from 1 to 65535.
 fn check_host(authority: &str) -> Result<(), String> {
-    let (host, _port) = super::http::split_host_port(authority)?;
+    let (host, _port) = super::authority::split_host_port(authority)?;
     let ok = host.len() <= 255
         && if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
             v6.parse::<std::net::Ipv6Addr>().is_ok()
