@@ -542,3 +542,13 @@ fn the_unit_command_carries_the_request() {
         "+/usr/bin/aictl preflight --unit-mode --run-as aimodels --cdi nvidia.com/gpu=0 --cdi nvidia.com/gpu=1 --gpu 0000:18:00.0 --gpu 0000:28:00.0 --numa --podman 5.4.2 chat"
     );
 }
+
+#[test]
+fn the_man_page_describes_every_check() {
+    let page =
+        fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../man/aicontainers-preflight.7")).expect("man page");
+    for info in CATALOGUE {
+        let roff = info.id.replace('-', "\\-");
+        assert!(page.contains(&format!(".BR {roff} \" ({})\"", info.severity)), "{} is not described", info.id);
+    }
+}
