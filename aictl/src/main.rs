@@ -26,8 +26,8 @@ mod gpu;
 mod live;
 mod manpage;
 mod model;
-mod size;
 mod preflight;
+mod size;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
