@@ -41,6 +41,7 @@ install: build
 	install -dm755 $(DESTDIR)$(SYSCONFDIR)/aicontainers
 	install -Dm644 man/aicontainers.toml.5 $(DESTDIR)$(MANDIR)/man5/aicontainers.toml.5
 	install -Dm644 man/aictl.1 $(DESTDIR)$(MANDIR)/man1/aictl.1
+	install -Dm644 man/aicontainers-preflight.7 $(DESTDIR)$(MANDIR)/man7/aicontainers-preflight.7
 	install -Dm644 docs/models.md $(DESTDIR)$(DOCDIR)/models.md
 	install -Dm644 man/aicontainers-generator.8 $(DESTDIR)$(MANDIR)/man8/aicontainers-generator.8
 	install -dm755 $(DESTDIR)$(DOCDIR)/examples
@@ -67,7 +68,7 @@ uninstall:
 	rm -f $(DESTDIR)$(GENERATORDIR)/aicontainers-generator $(DESTDIR)$(BINDIR)/aictl \
 	      $(DESTDIR)$(TMPFILESDIR)/aicontainers.conf $(DESTDIR)$(UNITDIR)/aicontainers-model@.service \
 	      $(DESTDIR)$(MANDIR)/man5/aicontainers.toml.5 $(DESTDIR)$(MANDIR)/man1/aictl.1 \
-	      $(DESTDIR)$(MANDIR)/man8/aicontainers-generator.8
+	      $(DESTDIR)$(MANDIR)/man8/aicontainers-generator.8 $(DESTDIR)$(MANDIR)/man7/aicontainers-preflight.7
 	rm -f $(DESTDIR)$(LIBEXECDIR)/aicontainersd $(DESTDIR)$(SYSTEMUNITDIR)/aicontainersd.service \
 	      $(DESTDIR)$(SYSUSERSDIR)/aicontainers.conf $(DESTDIR)$(DBUSSYSTEMDIR)/org.aicontainers.Agent1.conf \
 	      $(DESTDIR)$(POLKITDIR)/actions/org.aicontainers.policy $(DESTDIR)$(POLKITDIR)/rules.d/50-aicontainers.rules \

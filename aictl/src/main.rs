@@ -26,6 +26,7 @@ mod gpu;
 mod live;
 mod manpage;
 mod model;
+mod preflight;
 mod size;
 
 use std::path::{Path, PathBuf};
@@ -135,6 +136,9 @@ enum Command {
         #[command(subcommand)]
         command: export::ExportCommand,
     },
+    /// Check that services can start: CDI specs, the NVIDIA driver, SELinux, the account, podman
+    /// (man 7 aicontainers-preflight). Exits 1 if any check reports an error.
+    Preflight(preflight::PreflightArgs),
     /// Live commands, through aicontainersd on the system bus (src/live.rs).
     #[command(flatten)]
     Live(live::LiveCommand),
@@ -167,6 +171,7 @@ fn main() -> ExitCode {
         Command::Model { command } => model::run(command),
         Command::Export { command } => export::run(command),
         Command::HealthWatch { name, interval, foreground } => health_watch(&name, interval, foreground),
+        Command::Preflight(args) => preflight::run(args),
         Command::Live(command) => live::run(command),
         Command::ManpageSynopsis => {
             let mut cmd = Cli::command();

@@ -91,9 +91,15 @@ pub fn container(
         u.comment(&format!("Drop-in: {}", d.display()));
     }
     unit_section(&mut u, service, account);
+    // nvidia-container-toolkit's nvidia-cdi-refresh.service rewrites the CDI spec when the
+    // driver changes: a GPU unit starts after a refresh under way (ordering only: see
+    // crate::preflight::unit_words).
+    if placement.is_some() {
+        u.set("After", Kind::Text, "nvidia-cdi-refresh.service");
+    }
     let stop_secs = service.stop_timeout.as_deref().map(|t| parse_duration(t).unwrap_or(0).div_ceil(1_000_000));
     container_section(&mut u, service, podman, placement, stop_secs);
-    service_section(&mut u, service, account, placement, stop_secs);
+    service_section(&mut u, service, account, podman, placement, stop_secs);
     u.finish()
 }
 
@@ -214,6 +220,7 @@ fn service_section(
     u: &mut UnitWriter,
     service: &Service,
     account: &Account,
+    podman: PodmanVersion,
     placement: Option<&Assignment>,
     stop_secs: Option<u64>,
 ) {
@@ -231,6 +238,11 @@ fn service_section(
             h.interval.as_deref().map_or(30, |i| parse_duration(i).unwrap_or(30_000_000).div_ceil(1_000_000).max(1));
         let interval = interval.to_string();
         u.words("ExecStartPost", &[crate::AICTL_PATH, "health-watch", "--interval", &interval, &service.name]);
+    }
+    // The preflight checks (man 7 aicontainers-preflight) before anything else starts.
+    if let Some(p) = placement {
+        let request = crate::preflight::Request::for_unit(service, account, podman, p);
+        u.words("ExecStartPre", &crate::preflight::unit_words(crate::AICTL_PATH, &request));
     }
     if let (Some(p), Some(gpu)) = (placement, &service.gpu) {
         // The binding holds for everything in this unit's cgroup: podman, conmon and the
