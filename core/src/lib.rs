@@ -18,6 +18,7 @@ pub mod models;
 pub mod names;
 pub mod nvidia;
 pub mod placement;
+pub mod podman;
 pub mod preflight;
 pub mod quadlet;
 pub mod render;

@@ -14,39 +14,14 @@
 //! account's runtime directory (see `crate::quadlet::finish_unit`). docs/rootless.md has the
 //! whole design, what it costs and the alternatives weighed.
 
-use serde::Serialize;
-
 use crate::account::Account;
 use crate::placement::{fingerprint, Assignment};
 use crate::spec::{parse_duration, Service};
 use crate::topology::list;
 use crate::unit::{Kind, UnitWriter};
 
-/// A podman version, as `quadlet -version` prints it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct PodmanVersion(pub u32, pub u32, pub u32);
-
-impl PodmanVersion {
-    /// The first podman with Quadlet.
-    pub const MIN: PodmanVersion = PodmanVersion(4, 4, 0);
-
-    /// Finds the first `X.Y[.Z]` in a version banner.
-    pub fn parse(text: &str) -> Option<Self> {
-        text.split(|c: char| !(c.is_ascii_digit() || c == '.')).find_map(|word| {
-            let mut parts = word.split('.').map(|p| p.parse::<u32>());
-            let major = parts.next()?.ok()?;
-            let minor = parts.next()?.ok()?;
-            let patch = parts.next().and_then(Result::ok).unwrap_or(0);
-            Some(PodmanVersion(major, minor, patch))
-        })
-    }
-}
-
-impl std::fmt::Display for PodmanVersion {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}.{}", self.0, self.1, self.2)
-    }
-}
+// Where it always was for callers; it lives below both rendering and preflight.
+pub use crate::podman::PodmanVersion;
 
 /// Quadlet keys we emit that not every Quadlet knows, and the podman version that added them
 /// (podman-systemd.unit(5) and podman's release notes). Older podman gets the equivalent

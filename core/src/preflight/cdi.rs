@@ -18,7 +18,7 @@ use serde_yaml_ng::Value;
 
 use super::driver::Driver;
 use super::{Account, Host, Report, Request};
-use crate::render::PodmanVersion;
+use crate::podman::PodmanVersion;
 
 /// The newest `cdiVersion` the CDI library vendored by each podman release accepts (from
 /// podman's go.mod and the library's `validSpecVersions`): podman 4.4–4.6 vendor

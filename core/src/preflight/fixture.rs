@@ -10,7 +10,7 @@ use std::os::unix::fs::{symlink, PermissionsExt as _};
 use std::path::Path;
 
 use super::Request;
-use crate::render::PodmanVersion;
+use crate::podman::PodmanVersion;
 
 /// The driver version the host runs.
 pub const DRIVER: &str = "570.86.15";

@@ -4,7 +4,7 @@
 //! (`/var/lib/dpkg/status`), because running podman would cost more than all the checks.
 
 use super::{Host, Report, Request, Status};
-use crate::render::PodmanVersion;
+use crate::podman::PodmanVersion;
 
 const ID: &str = "podman.version";
 
