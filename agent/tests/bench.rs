@@ -11,9 +11,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use aicontainers_agent::names::{service_path, BUS_NAME, ROOT_PATH, SERVICE_INTERFACE};
+use aicontainers_agent::names::{service_path, BUS_NAME, SERVICE_INTERFACE};
 use support::*;
-use zbus::fdo::{ObjectManagerProxy, PropertiesProxy};
+use zbus::fdo::PropertiesProxy;
 use zbus::names::InterfaceName;
 
 const ROUNDS: usize = 20;
@@ -130,14 +130,7 @@ async fn agent_numbers() {
                 }
             }
             single.sort();
-            let om = ObjectManagerProxy::builder(&rig.client)
-                .destination(BUS_NAME)
-                .unwrap()
-                .path(ROOT_PATH)
-                .unwrap()
-                .build()
-                .await
-                .unwrap();
+            let om = rig.object_manager().await;
             let mut all = Vec::new();
             for _ in 0..ROUNDS {
                 let t = Instant::now();

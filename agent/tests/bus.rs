@@ -14,7 +14,7 @@ use aicontainers_agent::names::{
 };
 use futures_util::StreamExt;
 use support::*;
-use zbus::fdo::{ObjectManagerProxy, PropertiesProxy};
+use zbus::fdo::PropertiesProxy;
 use zbus::names::InterfaceName;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
@@ -88,14 +88,7 @@ async fn ready_and_every_service_with_its_properties() {
         "the agent subscribes to systemd's signals"
     );
 
-    let om = ObjectManagerProxy::builder(&rig.client)
-        .destination(BUS_NAME)
-        .unwrap()
-        .path(ROOT_PATH)
-        .unwrap()
-        .build()
-        .await
-        .unwrap();
+    let om = rig.object_manager().await;
     let objects = om.get_managed_objects().await.unwrap();
     // (zbus also lists the bare parent node .../service, with no interface of ours.)
     let mut paths: Vec<String> = objects
@@ -286,14 +279,7 @@ async fn changes_made_by_others_are_signalled() {
 async fn reload_and_daemon_reloads_rescan_the_files() {
     need_root!();
     let rig = Rig::start(Polkit::Absent).await;
-    let om = ObjectManagerProxy::builder(&rig.client)
-        .destination(BUS_NAME)
-        .unwrap()
-        .path(ROOT_PATH)
-        .unwrap()
-        .build()
-        .await
-        .unwrap();
+    let om = rig.object_manager().await;
     let mut added = om.receive_interfaces_added().await.unwrap();
     let mut removed = om.receive_interfaces_removed().await.unwrap();
 

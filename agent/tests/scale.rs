@@ -13,7 +13,7 @@ use std::time::Instant;
 use aicontainers_agent::names::{service_path, BUS_NAME, MANAGER_INTERFACE, ROOT_PATH, SERVICE_INTERFACE};
 use futures_util::StreamExt;
 use support::*;
-use zbus::fdo::{ObjectManagerProxy, PropertiesProxy};
+use zbus::fdo::PropertiesProxy;
 use zbus::names::InterfaceName;
 use zbus::zvariant::{OwnedValue, Value};
 
@@ -54,14 +54,7 @@ fn stat(stats: &HashMap<String, OwnedValue>, key: &str) -> u32 {
 
 /// The number of service objects in one GetManagedObjects, and how many are `inactive`.
 async fn services_on_the_bus(rig: &Rig) -> (usize, usize) {
-    let om = ObjectManagerProxy::builder(&rig.client)
-        .destination(BUS_NAME)
-        .unwrap()
-        .path(ROOT_PATH)
-        .unwrap()
-        .build()
-        .await
-        .unwrap();
+    let om = rig.object_manager().await;
     let objects = om.get_managed_objects().await.unwrap();
     let services: Vec<_> =
         objects.values().filter_map(|i| i.iter().find(|(n, _)| n.as_str() == SERVICE_INTERFACE)).collect();

@@ -360,6 +360,18 @@ pub fn write_service(root: &Path, name: &str, text: &str) {
 }
 
 impl Rig {
+    /// The agent's ObjectManager, as the test client sees it.
+    pub async fn object_manager(&self) -> zbus::fdo::ObjectManagerProxy<'static> {
+        zbus::fdo::ObjectManagerProxy::builder(&self.client)
+            .destination(aicontainers_agent::names::BUS_NAME)
+            .unwrap()
+            .path(aicontainers_agent::names::ROOT_PATH)
+            .unwrap()
+            .build()
+            .await
+            .unwrap()
+    }
+
     /// A bus with the stand-ins, services `web` (valid) and `broken` (a typo), and the agent.
     pub async fn start(polkit: Polkit) -> Rig {
         let mut rig = Rig::without_agent(polkit).await;
