@@ -642,6 +642,37 @@ fn a_trickling_server_meets_the_minimum_rate_and_the_deadline() {
     assert_eq!(partials(store.path()), 1, "what arrived is kept for the next pull");
 }
 
+/// A registry that keeps the manifest's connection open, then drops it when the next request
+/// arrives on it (what a server does when its keep-alive timeout races the client): the pull
+/// sends that request again on a fresh connection and succeeds.
+#[test]
+fn a_kept_alive_connection_closed_by_the_server_is_retried_once() {
+    let data = b"weights after a dropped connection".to_vec();
+    let digest = sha256(&data);
+    let manifest = raw_manifest(&[("m.bin", &digest, data.len() as u64)]);
+    let served = data.clone();
+    let (base, log) = serve_raw(move |r, stream| {
+        use std::io::{Read as _, Write as _};
+        if r.path.ends_with("/manifests/v1") {
+            let kind = "application/vnd.oci.image.manifest.v1+json";
+            let _ =
+                write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\r\n", manifest.len());
+            let _ = stream.write_all(&manifest);
+            // Wait for the next request on this connection, and close without an answer.
+            let _ = stream.read(&mut [0u8; 1]);
+            return;
+        }
+        let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", served.len());
+        let _ = stream.write_all(&served);
+    });
+    let store = store_dir();
+    let report = pull(store.path(), &[&format!("oci://{}/keep/m:v1", base.trim_start_matches("http://"))])
+        .expect("the dropped request is sent again");
+    assert_eq!(n(&report, "transferred"), data.len() as u64);
+    let blobs = log.lock().expect("log").iter().filter(|r| r.path.contains("/blobs/")).count();
+    assert_eq!(blobs, 1, "the blob request that reached the dropped connection is not logged; one fresh try");
+}
+
 #[test]
 fn the_model_unit_has_a_start_timeout() {
     let unit =

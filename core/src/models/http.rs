@@ -103,20 +103,31 @@ pub(crate) fn get(
     let mut url = url.to_owned();
     for _ in 0..=MAX_REDIRECTS {
         let origin = Origin::of(&url).map_err(|why| fail(&url, why))?;
-        let mut request = agent.get(&url);
-        if small {
-            request = request.config().timeout_global(Some(SMALL_REQUEST)).build();
+        let credential = credential.filter(|c| c.origin == origin);
+        if credential.is_some() && origin.scheme == "http" && !origin.is_loopback() {
+            return Err(fail(&url, "credentials are not sent over plain HTTP (only to loopback hosts)".into()));
         }
-        for (name, value) in headers {
-            request = request.header(*name, value);
-        }
-        if let Some(c) = credential.filter(|c| c.origin == origin) {
-            if origin.scheme == "http" && !origin.is_loopback() {
-                return Err(fail(&url, "credentials are not sent over plain HTTP (only to loopback hosts)".into()));
+        let call = || {
+            let mut request = agent.get(&url);
+            if small {
+                request = request.config().timeout_global(Some(SMALL_REQUEST)).build();
             }
-            request = request.header("Authorization", &c.value);
-        }
-        let response = request.call().map_err(|e| fail(&url, e.to_string()))?;
+            for (name, value) in headers {
+                request = request.header(*name, value);
+            }
+            if let Some(c) = credential {
+                request = request.header("Authorization", &c.value);
+            }
+            request.call()
+        };
+        // A kept-alive connection that the server closed while it sat in the pool fails at once
+        // (reset, broken pipe, end of stream before any answer); a GET is safe to send again,
+        // once, and the second try opens a fresh connection.
+        let response = match call() {
+            Err(e) if closed_before_answer(&e) => call(),
+            other => other,
+        };
+        let response = response.map_err(|e| fail(&url, e.to_string()))?;
         if !matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
             return Ok(response);
         }
@@ -132,6 +143,12 @@ pub(crate) fn get(
         url = next;
     }
     Err(fail(&url, format!("more than {MAX_REDIRECTS} redirects")))
+}
+
+/// Whether a request failed the way a pooled connection closed by the server fails.
+fn closed_before_answer(e: &ureq::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(e, ureq::Error::Io(io) if matches!(io.kind(), BrokenPipe | ConnectionAborted | ConnectionReset | UnexpectedEof))
 }
 
 /// A GET of `url` from `offset`: 206 resumes, 200 starts over.
