@@ -51,6 +51,8 @@ install: build
 	install -dm755 $(DESTDIR)$(SYSTEMUNITDIR)
 	sed 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' units/aicontainersd.service.in > $(DESTDIR)$(SYSTEMUNITDIR)/aicontainersd.service
 	chmod 644 $(DESTDIR)$(SYSTEMUNITDIR)/aicontainersd.service
+	sed 's|@BINDIR@|$(BINDIR)|g' units/aicontainers-preflight.service.in > $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-preflight.service
+	chmod 644 $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-preflight.service
 	install -Dm644 units/aicontainers.sysusers $(DESTDIR)$(SYSUSERSDIR)/aicontainers.conf
 	install -Dm644 agent/data/org.aicontainers.Agent1.conf $(DESTDIR)$(DBUSSYSTEMDIR)/org.aicontainers.Agent1.conf
 	install -Dm644 agent/data/org.aicontainers.policy $(DESTDIR)$(POLKITDIR)/actions/org.aicontainers.policy
@@ -69,7 +71,7 @@ uninstall:
 	      $(DESTDIR)$(TMPFILESDIR)/aicontainers.conf $(DESTDIR)$(UNITDIR)/aicontainers-model@.service \
 	      $(DESTDIR)$(MANDIR)/man5/aicontainers.toml.5 $(DESTDIR)$(MANDIR)/man1/aictl.1 \
 	      $(DESTDIR)$(MANDIR)/man8/aicontainers-generator.8 $(DESTDIR)$(MANDIR)/man7/aicontainers-preflight.7
-	rm -f $(DESTDIR)$(LIBEXECDIR)/aicontainersd $(DESTDIR)$(SYSTEMUNITDIR)/aicontainersd.service \
+	rm -f $(DESTDIR)$(LIBEXECDIR)/aicontainersd $(DESTDIR)$(SYSTEMUNITDIR)/aicontainersd.service $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-preflight.service \
 	      $(DESTDIR)$(SYSUSERSDIR)/aicontainers.conf $(DESTDIR)$(DBUSSYSTEMDIR)/org.aicontainers.Agent1.conf \
 	      $(DESTDIR)$(POLKITDIR)/actions/org.aicontainers.policy $(DESTDIR)$(POLKITDIR)/rules.d/50-aicontainers.rules \
 	      $(DESTDIR)$(DBUSIFACEDIR)/org.aicontainers.Manager1.xml $(DESTDIR)$(DBUSIFACEDIR)/org.aicontainers.Service1.xml \

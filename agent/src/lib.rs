@@ -23,6 +23,7 @@ pub mod models;
 pub mod names;
 pub mod notify;
 pub mod placement;
+pub mod preflight;
 pub mod service;
 pub mod systemd;
 pub mod units;

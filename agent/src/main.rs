@@ -8,6 +8,7 @@ use aicontainers_agent::manager::{Agent, Host, ManagerObject};
 use aicontainers_agent::models::{Models, ModelsObject};
 use aicontainers_agent::names::{BUS_NAME, MODELS_PATH, ROOT_PATH};
 use aicontainers_agent::notify;
+use aicontainers_agent::preflight::Records;
 use aicontainers_agent::service::Context;
 use aicontainers_agent::systemd::{self, SystemdProxy};
 use aicontainers_agent::units::Units;
@@ -82,10 +83,13 @@ async fn run(cli: Cli) -> Result<(), String> {
     let _units = units.clone().follow().await.map_err(|e| format!("cannot follow systemd's units: {e}"))?;
     let (jobs, _jobs) =
         systemd::follow_jobs(&systemd).await.map_err(|e| format!("cannot follow systemd's jobs: {e}"))?;
-    let ctx = Arc::new(Context { conn: conn.clone(), systemd, units, jobs });
+    let records = Arc::new(Records::new(&cli.root));
+    let ctx = Arc::new(Context { conn: conn.clone(), systemd, units, jobs, records });
     let agent = Arc::new(Agent::new(ctx, Host { root: cli.root.clone() }));
     let _reloads = agent.clone().follow_reloads().await.map_err(|e| format!("cannot follow systemd reloads: {e}"))?;
     let count = agent.rescan().await.map_err(|e| format!("cannot put the services on the bus: {e}"))?;
+    // A host without inotify left still runs: preflight problems then show as of each start.
+    let _preflight = agent.clone().follow_preflight().map_err(|e| log::warn!("{e}")).ok();
     let server = conn.object_server();
     server.at(ROOT_PATH, ManagerObject { agent: agent.clone() }).await.map_err(|e| e.to_string())?;
     server.at(ROOT_PATH, ObjectManager).await.map_err(|e| e.to_string())?;

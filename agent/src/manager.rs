@@ -20,6 +20,7 @@ use zbus::{interface, Connection};
 use crate::auth;
 use crate::errors::Error;
 use crate::names::{escape_path_element, service_path, ACTION_MANAGE_SERVICES, MANAGER_INTERFACE, ROOT_PATH};
+use crate::preflight;
 use crate::service::{Context, ServiceInfo, ServiceObject};
 use crate::systemd;
 use crate::units::{Live, UNIT_PATH_NAMESPACE};
@@ -138,6 +139,7 @@ impl Agent {
         drop(services);
         self.set_problems(problems).await;
         let _ = crate::notify::notify(&format!("STATUS={}", self.status_line(count)));
+        self.show_preflight().await;
         Ok(count)
     }
 
@@ -255,6 +257,58 @@ impl Agent {
             .keys()
             .filter_map(|n| OwnedObjectPath::try_from(service_path(n)).ok().map(|p| (n.clone(), p)))
             .collect()
+    }
+
+    /// Reads the preflight records of every service again, and signals those that changed. A
+    /// service that gets an error while its unit runs (a CDI spec gone stale under it) is also
+    /// reported in the journal: its next start will fail.
+    async fn show_preflight(&self) {
+        let services: Vec<ServiceInfo> = self.services.lock().await.values().cloned().collect();
+        let names: Vec<String> = services.iter().map(|s| s.name.clone()).collect();
+        let records = &self.ctx.records;
+        for (name, new_error) in records.refresh(&names) {
+            if let Err(e) = preflight::emit(&self.ctx.conn, &service_path(&name), records, &name).await {
+                log::warn!(service = name.as_str(); "cannot signal the preflight problems of {name}: {e}");
+            }
+            let Some(info) = services.iter().find(|s| s.name == name) else { continue };
+            let active = self.ctx.units.active_state(&unit_path(&info.unit));
+            if new_error && matches!(active.as_deref(), Some("active" | "activating" | "reloading")) {
+                for check in records.problems(&name).iter().filter(|c| c.status == "error") {
+                    log::warn!(
+                        service = name.as_str(), check_id = check.id.as_str();
+                        "{name} is running, but its next start will fail: {}: {}; fix: {}", check.id, check.message, check.fix
+                    );
+                }
+            }
+        }
+    }
+
+    /// Follows what changes the preflight outcome (see [`preflight`]): runs the checks again
+    /// after a burst of changes to what they read, and shows new records as they are written.
+    pub fn follow_preflight(self: Arc<Self>) -> Result<tokio::task::JoinHandle<()>, Error> {
+        let mut events = preflight::watch(preflight::watched_dirs(&self.host.root))
+            .map_err(|e| Error::Failed(format!("cannot watch for preflight changes: {e}")))?;
+        Ok(tokio::spawn(async move {
+            while let Some((inputs, records)) = preflight::next_burst(&mut events).await {
+                if inputs {
+                    log::debug!("what the preflight checks read changed; starting {}", preflight::PREFLIGHT_UNIT);
+                    let ctx = &self.ctx;
+                    let run = systemd::run_job(
+                        &ctx.systemd,
+                        &ctx.jobs,
+                        &ctx.units.calls,
+                        systemd::Verb::Start,
+                        preflight::PREFLIGHT_UNIT,
+                    );
+                    if let Err(e) = run.await {
+                        log::warn!("cannot run the preflight checks again: {e}");
+                    }
+                }
+                if records || inputs {
+                    self.show_preflight().await;
+                }
+            }
+        }))
     }
 
     /// Rescans after every daemon-reload systemd finishes (whoever asked for it). Reloads that

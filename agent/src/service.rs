@@ -13,6 +13,7 @@ use crate::auth;
 use crate::errors::Error;
 use crate::names::ACTION_MANAGE_SERVICES;
 use crate::placement::placement;
+use crate::preflight::{self, Check, Records, PREFLIGHT_UNIT};
 use crate::systemd::{self, JobResult, SystemdProxy, UnitState, Verb};
 use crate::units::{self, Change, Live, Units};
 
@@ -87,6 +88,8 @@ pub struct Context {
     pub units: Arc<Units>,
     /// systemd's finished jobs ([`systemd::follow_jobs`]).
     pub jobs: broadcast::Sender<JobResult>,
+    /// Each service's last preflight problems.
+    pub records: Arc<Records>,
 }
 
 /// The client side of `org.aicontainers.Service1` (for `aictl`), beside the interface it calls.
@@ -126,6 +129,12 @@ pub trait Service1 {
     fn numa_nodes(&self) -> zbus::Result<Vec<u32>>;
     #[zbus(property)]
     fn problems(&self) -> zbus::Result<Vec<String>>;
+    #[zbus(property)]
+    fn preflight_problems(&self) -> zbus::Result<Vec<Check>>;
+    #[zbus(property)]
+    fn preflight_checked_at(&self) -> zbus::Result<u64>;
+    #[zbus(allow_interactive_auth)]
+    fn preflight(&self) -> zbus::Result<Vec<Check>>;
 }
 
 /// One service on the bus.
@@ -251,6 +260,43 @@ impl ServiceObject {
     #[zbus(property(emits_changed_signal = "const"))]
     fn problems(&self) -> Vec<String> {
         self.info.problems.clone()
+    }
+
+    /// The problems the last preflight checks found (aicontainers-preflight(7)): an `error`
+    /// fails the next start. Kept current as the CDI specs, the service files and the
+    /// installed kernel modules change; empty before any check ran (see PreflightCheckedAt).
+    #[zbus(property)]
+    fn preflight_problems(&self) -> Vec<Check> {
+        self.ctx.records.problems(&self.info.name)
+    }
+
+    /// When the checks last ran for the service, in seconds since the epoch; 0 when they have
+    /// not run since boot.
+    #[zbus(property)]
+    fn preflight_checked_at(&self) -> u64 {
+        self.ctx.records.checked_at(&self.info.name)
+    }
+
+    /// Runs the preflight checks of every service now (aicontainers-preflight.service, as root)
+    /// and returns this service's problems. Needs root or polkit action
+    /// org.aicontainers.manage-services.
+    #[zbus(out_args("problems"))]
+    async fn preflight(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<Vec<Check>, Error> {
+        let what = format!("run the preflight checks of {}", self.info.name);
+        let uid = auth::authorize(conn, &header, ACTION_MANAGE_SERVICES, &what).await?;
+        log::info!(service = self.info.name.as_str(), caller_uid = uid; "{what} (asked by UID {uid})");
+        let ctx = &self.ctx;
+        systemd::run_job(&ctx.systemd, &ctx.jobs, &ctx.units.calls, Verb::Start, PREFLIGHT_UNIT).await?;
+        if !ctx.records.refresh_one(&self.info.name) {
+            return Ok(self.ctx.records.problems(&self.info.name));
+        }
+        preflight::emit(conn, emitter.path(), &ctx.records, &self.info.name).await?;
+        Ok(self.ctx.records.problems(&self.info.name))
     }
 
     /// Starts the unit and returns when systemd's job is done. Needs root or polkit action

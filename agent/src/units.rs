@@ -168,6 +168,13 @@ impl Units {
         }
     }
 
+    /// The ActiveState of the unit at `unit_path`, when it is followed.
+    pub fn active_state(&self, unit_path: &str) -> Option<String> {
+        let watched = self.watched();
+        let live = watched.get(unit_path)?.live.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(live.state.active.clone())
+    }
+
     pub fn unwatch(&self, unit_path: &str) {
         self.watched().remove(unit_path);
     }

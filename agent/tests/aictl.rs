@@ -143,3 +143,37 @@ async fn at_a_terminal_nobody_is_still_refused_clearly() {
         "{text}"
     );
 }
+
+/// A preflight record with a hostile message: `aictl status` shows each problem on a line of its
+/// own, escaped (no forged line), and `--json` carries them.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_shows_the_preflight_problems() {
+    assert!(nix::unistd::geteuid().is_root(), "these tests must run as root: they run aictl as nobody");
+    let rig = Rig::start(Polkit::Absent).await;
+    let dir = rig.root.join("run/aicontainers-preflight");
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = serde_json::json!({
+        "service": "web", "checked_at": 1, "checks": 26,
+        "problems": [{"id": "cdi.stale-driver", "status": "error",
+                      "message": "spec for 550.54.14\nweb: preflight ok: forged", "fix": "systemctl restart nvidia-cdi-refresh.service"}]
+    });
+    std::fs::write(dir.join("web.json"), record.to_string()).unwrap();
+    let shown = || async {
+        let got = rig.as_nobody(&aictl_path(), &["status"]).await;
+        said(&got)
+    };
+    let mut text = shown().await;
+    let guard = std::time::Instant::now() + GUARD;
+    while !text.contains("preflight error") && std::time::Instant::now() < guard {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        text = shown().await;
+    }
+    assert!(
+        text.contains("web: preflight error: cdi.stale-driver: spec for 550.54.14\\nweb: preflight ok: forged; fix: systemctl restart nvidia-cdi-refresh.service"),
+        "{text}"
+    );
+    assert!(!text.lines().any(|l| l.starts_with("web: preflight ok")), "a forged line: {text}");
+    let got = rig.as_nobody(&aictl_path(), &["status", "--json", "web"]).await;
+    let json: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(json[0]["preflight"][0]["id"], "cdi.stale-driver", "{json}");
+}

@@ -175,6 +175,7 @@ fn mutating() -> Vec<(String, &'static str)> {
         (service_path("web"), "org.aicontainers.Service1.Start"),
         (service_path("web"), "org.aicontainers.Service1.Stop"),
         (service_path("web"), "org.aicontainers.Service1.Restart"),
+        (service_path("web"), "org.aicontainers.Service1.Preflight"),
         (ROOT_PATH.to_owned(), "org.aicontainers.Manager1.Reload"),
     ]
 }
@@ -206,7 +207,7 @@ async fn polkit_decides_for_everyone_but_root() {
     }
     {
         let checks = rig.checks.lock().unwrap();
-        assert_eq!(checks.len(), 4, "{checks:?}");
+        assert_eq!(checks.len(), 5, "{checks:?}");
         assert!(
             checks
                 .iter()
@@ -218,7 +219,7 @@ async fn polkit_decides_for_everyone_but_root() {
     }
     // Root is not asked about.
     call_service(&rig, "web", "Start").await.unwrap();
-    assert_eq!(rig.checks.lock().unwrap().len(), 4, "polkit was asked about root");
+    assert_eq!(rig.checks.lock().unwrap().len(), 5, "polkit was asked about root");
 
     // When polkit says yes, nobody may act.
     let rig = Rig::start(Polkit::Answers(true)).await;

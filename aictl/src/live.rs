@@ -8,6 +8,7 @@ use std::time::Duration;
 use aicontainers_agent::manager::Manager1Proxy;
 use aicontainers_agent::models::{ModelDetail, Models1Proxy};
 use aicontainers_agent::names::{BUS_NAME, JOB_INTERFACE, ROOT_PATH, SERVICE_INTERFACE};
+use aicontainers_agent::preflight::Check;
 use aicontainers_agent::service::Service1Proxy;
 use aicontainers_agent::systemd::Verb;
 use clap::Subcommand;
@@ -77,6 +78,8 @@ struct Row {
     image: String,
     source_path: String,
     problems: Vec<String>,
+    /// The last preflight problems (aicontainers-preflight(7)).
+    preflight: Vec<Check>,
 }
 
 pub fn run(command: LiveCommand) -> Result<ExitCode, String> {
@@ -163,6 +166,7 @@ fn row(props: &HashMap<String, OwnedValue>) -> Row {
         image: text("Image"),
         source_path: text("SourcePath"),
         problems: take(props, "Problems").unwrap_or_default(),
+        preflight: take(props, "PreflightProblems").unwrap_or_default(),
     }
 }
 
@@ -230,6 +234,14 @@ fn print_table(rows: &[Row]) {
     for r in rows.iter().filter(|r| !r.problems.is_empty()) {
         let name = aicontainers::diag::escape(&r.name);
         out!("{name}: cannot run, its files are invalid: see `aictl validate --service {name}`");
+    }
+    for r in rows {
+        let name = aicontainers::diag::escape(&r.name);
+        for c in &r.preflight {
+            let e = |s: &str| aicontainers::diag::escape(s).into_owned();
+            let fix = if c.fix.is_empty() { String::new() } else { format!("; fix: {}", e(&c.fix)) };
+            out!("{name}: preflight {}: {}: {}{fix}", e(&c.status), e(&c.id), e(&c.message));
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use aicontainers::preflight::record::{self, Record};
 use aicontainers::preflight::{self, Finding, Host, Request, Status};
 use aicontainers::render::PodmanVersion;
 use aicontainers::source::{self, SYSTEM_DIRS};
@@ -22,6 +23,11 @@ pub struct PreflightArgs {
     /// Read every host path under DIR instead of `/` (a copy of another host's files).
     #[arg(long, value_name = "DIR", default_value = "/")]
     root: PathBuf,
+    /// Keep each service's problems in /run/aicontainers-preflight/NAME.json, where the agent
+    /// shows them (what aicontainers-preflight.service runs); records of services that are gone
+    /// are removed.
+    #[arg(long, conflicts_with = "unit_mode")]
+    record: bool,
     /// What a unit runs before podman: check one service whose request is given by the
     /// options below; problems go to the journal (CHECK_ID=, SERVICE=) and the exit status.
     #[arg(long, hide = true, requires = "run_as")]
@@ -44,6 +50,9 @@ pub fn run(args: PreflightArgs) -> Result<ExitCode, String> {
         return unit_mode(&host, &args);
     }
     let findings = check_services(&host, &args.names)?;
+    if args.record {
+        keep_records(&host, &findings, args.names.is_empty());
+    }
     if args.json {
         let doc = serde_json::json!({ "checks": findings });
         out!("{}", serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?);
@@ -85,6 +94,10 @@ fn checked_request(args: &PreflightArgs) -> Result<Request, String> {
 fn unit_mode(host: &Host, args: &PreflightArgs) -> Result<ExitCode, String> {
     let request = checked_request(args)?;
     let findings = preflight::run(host, &request);
+    // What the agent shows as the service's preflight problems; the start does not depend on it.
+    if let Err(e) = record::write(host, &Record::of(&request.service, &findings)) {
+        let _ = writeln!(std::io::stderr(), "<4>preflight: cannot keep the outcome for the agent: {e}");
+    }
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let mut problems = 0;
     for f in findings.iter().filter(|f| matches!(f.status, Status::Error | Status::Warning)) {
@@ -108,6 +121,24 @@ fn unit_mode(host: &Host, args: &PreflightArgs) -> Result<ExitCode, String> {
         out!("preflight: {} checks, no problem", findings.len());
     }
     Ok(if preflight::has_error(&findings) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Writes the record of every service in `findings`; with `all`, removes the records of the
+/// services that were not checked (gone, or their files invalid).
+fn keep_records(host: &Host, findings: &[Finding], all: bool) {
+    let mut services: Vec<String> = findings.iter().map(|f| f.service.clone()).collect();
+    services.dedup();
+    for service in &services {
+        let mine: Vec<Finding> = findings.iter().filter(|f| &f.service == service).cloned().collect();
+        if let Err(e) = record::write(host, &Record::of(service, &mine)) {
+            eprintln!("aictl: preflight: cannot write {}: {e}", record::path(host, service).display());
+        }
+    }
+    if all {
+        for gone in record::prune(host, &services) {
+            eprintln!("aictl: preflight: removed the record of {gone} (no such valid service)");
+        }
+    }
 }
 
 /// `preflight: ID: MESSAGE; fix: FIX` on one line (systemctl status shows lines, not entries).

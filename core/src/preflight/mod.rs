@@ -15,6 +15,7 @@
 pub mod cdi;
 pub mod driver;
 pub mod podman;
+pub mod record;
 pub mod rootless;
 pub mod selinux;
 

@@ -200,5 +200,30 @@ pf_restore
 
 check "after the preflight cases, the spec is as it was" cmp "$PF_SPEC" /root/preflight-spec.orig
 check "and gpu-chat starts" pf_starts
+
+# ---- The agent: a spec that goes stale under a running service (no restart, no polling)
+# The start above left gpu-chat's record; the agent shows it. A spec edited while gpu-chat runs
+# makes the agent run aicontainers-preflight.service, and the new problem shows in `aictl status`
+# and, since gpu-chat runs, as a warning in the agent's journal.
+pf_status_has() { aictl status "$PF_SVC" | tee /tmp/pf-agent.out | grep -qF "$1"; }
+pf_status_clean() { aictl status "$PF_SVC" > /tmp/pf-agent.out && ! grep -q "preflight error" /tmp/pf-agent.out; }
+systemctl start "$PF_SVC"
+check "the agent shows gpu-chat's record: no preflight error" wait_for 30 pf_status_clean
+pf_since=$(date '+%Y-%m-%d %H:%M:%S')
+pf_spec_device0 "${pf_node0[@]}" "      mounts:" "        - hostPath: /usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14" \
+    "          containerPath: /usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14" "          options: [ro, nosuid, nodev, bind]"
+check "stale spec while running: aictl status shows cdi.missing-mount-source, with its fix" \
+    wait_for 60 pf_status_has "$PF_SVC: preflight error: cdi.missing-mount-source: "
+cat /tmp/pf-agent.out
+check "stale spec while running: the agent ran aicontainers-preflight.service" \
+    sh -c "journalctl -u aicontainers-preflight.service --since '$pf_since' --no-pager | grep -q 'Finished'"
+check "stale spec while running: the agent's journal warns that the next start will fail" \
+    sh -c "journalctl -u aicontainersd --since '$pf_since' --no-pager -p warning | grep -F '$PF_SVC is running, but its next start will fail: cdi.missing-mount-source'"
+check "gpu-chat itself still runs" systemctl is-active "$PF_SVC"
+cp -p /root/preflight-spec.orig "$PF_SPEC"
+check "spec restored: the problem goes away from aictl status" wait_for 60 pf_status_clean
+check "aicontainers-preflight.service: systemd-analyze verify is clean" systemd-analyze verify aicontainers-preflight.service
+systemd-analyze security --no-pager aicontainers-preflight.service | tail -1
+pf_restore
 rm -f /root/preflight-spec.orig /root/preflight-subuid.orig /run/systemd/system/gpu-chat.service.d/50-preflight-test.conf
 systemctl daemon-reload
