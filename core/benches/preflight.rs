@@ -45,6 +45,26 @@ fn main() {
     }
     report("preflight::run (in process, 8 GPUs)", times);
 
+    // driver.device-in-use reads every process's fd links: the fixture has no process, so
+    // measure that scan over this host's own /proc.
+    let procs = std::fs::read_dir("/proc").map_or(0, |d| {
+        d.flatten().filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit())).count()
+    });
+    let own: Vec<preflight::cdi::UsedNode> = (0..8)
+        .map(|i| preflight::cdi::UsedNode {
+            host: format!("/dev/nvidia{i}"),
+            device: Some(format!("nvidia.com/gpu={i}")),
+        })
+        .collect();
+    let mut times = Vec::new();
+    for _ in 0..50 {
+        let mut r = preflight::Report { service: "chat", findings: Vec::new() };
+        let t = Instant::now();
+        preflight::driver::in_use(&Host::live(), &request, &own, &mut r);
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    report(&format!("driver.device-in-use's scan of this host's /proc ({procs} processes)"), times);
+
     let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let Some(aictl) = ["target/release/aictl", "target/debug/aictl"].iter().map(|p| top.join(p)).find(|p| p.exists())
     else {

@@ -270,11 +270,28 @@ const IDS: &[&str] = &[
     "cdi.vanished-mig",
 ];
 
-/// The CDI checks for `request`.
-pub fn check(host: &Host, request: &Request, account: Option<&Account>, driver: &Driver, r: &mut Report) {
+/// A device node the service's container will get, from the spec podman resolves it from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsedNode {
+    /// Its host path.
+    pub host: String,
+    /// The CDI name it comes with when it is one device's own node; `None` for a spec-wide node
+    /// that every device of the spec brings (`/dev/nvidiactl`, `/dev/nvidia-uvm`).
+    pub device: Option<String>,
+}
+
+/// The CDI checks for `request`; returns the device nodes the container will get (empty when
+/// the devices do not resolve).
+pub fn check(
+    host: &Host,
+    request: &Request,
+    account: Option<&Account>,
+    driver: &Driver,
+    r: &mut Report,
+) -> Vec<UsedNode> {
     if request.cdi.is_empty() {
         r.skip_all(IDS, "the service asks for no CDI devices");
-        return;
+        return Vec::new();
     }
     let specs = read_specs(host);
     let wanted: Vec<(&str, &str)> = request.cdi.iter().filter_map(|n| n.split_once('=')).collect();
@@ -445,7 +462,7 @@ pub fn check(host: &Host, request: &Request, account: Option<&Account>, driver: 
     let checked_specs = used.len();
     if used.is_empty() {
         r.skip_all(&IDS[7..], "no spec resolves the requested devices");
-        return;
+        return Vec::new();
     }
     for (file, spec, names) in used.values() {
         stale_driver(host, file, spec, driver, r);
@@ -455,6 +472,23 @@ pub fn check(host: &Host, request: &Request, account: Option<&Account>, driver: 
     for id in &IDS[8..] {
         r.ok_unless_reported(id, format!("the host has what the {checked_specs} spec(s) in use name"));
     }
+    let mut nodes: Vec<UsedNode> = Vec::new();
+    for (_, spec, names) in used.values() {
+        let common = spec.common.nodes.iter().map(|n| UsedNode { host: n.host.clone(), device: None });
+        let own = names.iter().flat_map(|name| {
+            let full = format!("{}={name}", spec.kind);
+            spec.devices.get(*name).into_iter().flat_map(move |e| {
+                let full = full.clone();
+                e.nodes.iter().map(move |n| UsedNode { host: n.host.clone(), device: Some(full.clone()) })
+            })
+        });
+        for node in common.chain(own) {
+            if !nodes.iter().any(|n| n.host == node.host) {
+                nodes.push(node);
+            }
+        }
+    }
+    nodes
 }
 
 fn stale_driver(host: &Host, file: &SpecFile, spec: &Spec, driver: &Driver, r: &mut Report) {

@@ -266,3 +266,94 @@ pub fn check(host: &Host, request: &Request, driver: &Driver, r: &mut Report) {
         );
     }
 }
+
+const IN_USE: &str = "driver.device-in-use";
+
+/// The processes (other than those of the service's own unit) that hold one of the service's own
+/// GPU device nodes open, found by reading each `/proc/PID/fd` link. Spec-wide nodes
+/// (`/dev/nvidiactl`, `/dev/nvidia-uvm`) are left out: every CUDA process holds them. A warning:
+/// a GPU may be shared on purpose, but a training job or a stray process that holds it makes the
+/// service start on a GPU whose memory is taken.
+pub fn in_use(host: &Host, request: &Request, nodes: &[super::cdi::UsedNode], r: &mut Report) {
+    if request.cdi.is_empty() {
+        r.skip(IN_USE, "the service asks for no devices");
+        return;
+    }
+    let own: Vec<&super::cdi::UsedNode> = nodes.iter().filter(|n| n.device.is_some()).collect();
+    if own.is_empty() {
+        r.skip(IN_USE, "the service's devices have no device node of their own (or do not resolve)");
+        return;
+    }
+    let Ok(procs) = std::fs::read_dir(host.path("/proc")) else {
+        r.skip(IN_USE, "/proc cannot be read");
+        return;
+    };
+    let unit = format!("/{}.service", request.service);
+    let me = std::process::id().to_string();
+    let mut holders: Vec<String> = Vec::new();
+    let mut unreadable = 0;
+    for entry in procs.flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            unreadable += 1;
+            continue;
+        };
+        let held: Vec<&super::cdi::UsedNode> = fds
+            .flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .filter_map(|target| own.iter().find(|n| Path::new(&n.host) == target).copied())
+            .collect();
+        if held.is_empty() {
+            continue;
+        }
+        let cgroup = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+        let cgroup = cgroup.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("").to_owned();
+        if cgroup.contains(&format!("{unit}/")) || cgroup.ends_with(&unit) {
+            continue;
+        }
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        let owner = cgroup
+            .split('/')
+            .rev()
+            .find(|c| c.ends_with(".service") || c.ends_with(".scope"))
+            .map_or_else(String::new, |u| format!(", unit {}", crate::diag::escape(u)));
+        for node in held {
+            let text = format!(
+                "{} ({}) is held open by PID {pid} ({}{owner})",
+                node.host,
+                node.device.as_deref().unwrap_or(""),
+                crate::diag::escape(comm.trim())
+            );
+            if !holders.contains(&text) {
+                holders.push(text);
+            }
+        }
+    }
+    if holders.is_empty() {
+        let note =
+            if unreadable > 0 { format!(" ({unreadable} processes could not be looked at)") } else { String::new() };
+        r.ok(
+            IN_USE,
+            format!(
+                "no other process holds {}{note}",
+                own.iter().map(|n| n.host.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        );
+        return;
+    }
+    let shown = holders.len();
+    holders.truncate(8);
+    let more = if shown > 8 { format!(" (and {} more)", shown - 8) } else { String::new() };
+    r.fail(
+        IN_USE,
+        format!("{}{more}: the service will share the GPU and its memory", holders.join("; ")),
+        format!(
+            "stop what holds it (`fuser -v {}`), or give {} other GPUs",
+            own.iter().map(|n| n.host.as_str()).collect::<Vec<_>>().join(" "),
+            request.service
+        ),
+    );
+}

@@ -97,7 +97,13 @@ pub const CATALOGUE: &[CheckInfo] = &[
     info("driver.fabric-manager", Status::Error, "NVSwitches are present but the fabric manager is not running"),
     info("driver.xid", Status::Warning, "the kernel logged Xid errors for the service's GPUs since boot"),
     info("driver.legacy-hook", Status::Warning, "the legacy NVIDIA OCI hook is installed next to CDI"),
-    info("selinux.container-use-devices", Status::Error, "SELinux enforces and container_use_devices is off"),
+    info("driver.device-in-use", Status::Warning, "another process holds one of the service's GPU device nodes open"),
+    info(
+        "selinux.container-use-devices",
+        Status::Error,
+        "SELinux enforces and no container boolean grants the GPU nodes",
+    ),
+    info("selinux.device-label", Status::Error, "a GPU device node lacks the SELinux label the policy gives it"),
     info("rootless.account", Status::Error, "the service account does not exist or is root"),
     info("rootless.subids", Status::Error, "the account lacks 65536 subordinate UIDs or GIDs"),
     info("rootless.linger", Status::Error, "lingering is off for the account"),
@@ -347,9 +353,10 @@ pub fn run(host: &Host, request: &Request) -> Vec<Finding> {
     let mut report = Report { service: &request.service, findings: Vec::new() };
     let account = Account::lookup(host, &request.account);
     let driver = driver::Driver::read(host);
-    cdi::check(host, request, account.as_ref().ok(), &driver, &mut report);
+    let nodes = cdi::check(host, request, account.as_ref().ok(), &driver, &mut report);
     driver::check(host, request, &driver, &mut report);
-    selinux::check(host, request, &mut report);
+    driver::in_use(host, request, &nodes, &mut report);
+    selinux::check(host, request, &nodes, &mut report);
     rootless::check(host, request, &account, &mut report);
     podman::check(host, request, &mut report);
     report.findings

@@ -448,14 +448,102 @@ fn selinux_container_use_devices() {
     write(f.root(), "/sys/fs/selinux/enforce", "1");
     f.expect("selinux.container-use-devices", Status::Skipped, "the policy may predate the boolean");
     write(f.root(), "/sys/fs/selinux/booleans/container_use_devices", "0 0");
-    let e =
-        f.expect("selinux.container-use-devices", Status::Error, "SELinux enforces and container_use_devices is off");
-    assert_eq!(e.fix, "setsebool -P container_use_devices on");
+    let e = f.expect(
+        "selinux.container-use-devices",
+        Status::Error,
+        "SELinux enforces and neither container_use_devices nor container_use_xserver_devices is on: the container may not use /dev/nvidiactl",
+    );
+    assert_eq!(e.fix, "setsebool -P container_use_xserver_devices on");
+    // The narrower boolean for the NVIDIA nodes' label is enough.
+    write(f.root(), "/sys/fs/selinux/booleans/container_use_xserver_devices", "1 1");
+    f.expect(
+        "selinux.container-use-devices",
+        Status::Ok,
+        "the narrower container booleans grant every GPU device node",
+    );
+    fs::remove_file(f.p("/sys/fs/selinux/booleans/container_use_xserver_devices")).expect("rm");
     write(f.root(), "/sys/fs/selinux/booleans/container_use_devices", "1 1");
     f.expect("selinux.container-use-devices", Status::Ok, "container_use_devices is on");
     write(f.root(), "/sys/fs/selinux/booleans/container_use_devices", "0 0");
     write(f.root(), "/sys/fs/selinux/enforce", "0");
     f.expect("selinux.container-use-devices", Status::Ok, "permissive");
+}
+
+/// Labels are extended attributes: setting `security.selinux` on a host without SELinux needs
+/// root (CAP_SYS_ADMIN); say so rather than pass.
+fn set_label(path: &Path, label: &str) -> bool {
+    match rustix::fs::lsetxattr(path, "security.selinux", label.as_bytes(), rustix::fs::XattrFlags::empty()) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot set security.selinux on {} ({e}): this test needs root", path.display());
+            false
+        }
+    }
+}
+
+#[test]
+fn selinux_device_labels() {
+    let f = Fixture::new();
+    if !f.needs_nodes() {
+        return;
+    }
+    write(f.root(), "/sys/fs/selinux/enforce", "1");
+    write(f.root(), "/sys/fs/selinux/booleans/container_use_devices", "0 0");
+    write(f.root(), "/sys/fs/selinux/booleans/container_use_xserver_devices", "1 1");
+    let nodes = ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"].map(String::from).into_iter();
+    for node in nodes.chain((0..8).map(|i| format!("/dev/nvidia{i}"))) {
+        if !set_label(&f.p(&node), "system_u:object_r:xserver_misc_device_t:s0\0") {
+            return;
+        }
+    }
+    f.expect("selinux.device-label", Status::Ok, "the 11 GPU device node(s) have the labels the policy gives them");
+    f.expect("selinux.container-use-devices", Status::Ok, "narrower");
+    // A node made before the policy labelled it.
+    assert!(set_label(&f.p("/dev/nvidia3"), "system_u:object_r:device_t:s0"));
+    let e = f.expect(
+        "selinux.device-label",
+        Status::Error,
+        "/dev/nvidia3 is labelled system_u:object_r:device_t:s0, not xserver_misc_device_t: with container_use_devices off, no container may use it",
+    );
+    assert_eq!(e.fix, "restorecon -v /dev/nvidia3");
+    // The broad boolean grants every label.
+    write(f.root(), "/sys/fs/selinux/booleans/container_use_devices", "1 1");
+    f.expect("selinux.device-label", Status::Ok, "container_use_devices grants every device label");
+    write(f.root(), "/sys/fs/selinux/enforce", "0");
+    f.expect("selinux.device-label", Status::Ok, "permissive");
+}
+
+/// Another process holding one of the service's own nodes is reported (with its unit, its name
+/// escaped); the spec-wide nodes and the service's own processes are not.
+#[test]
+fn driver_device_in_use() {
+    let f = Fixture::new();
+    f.expect("driver.device-in-use", Status::Ok, "no other process holds /dev/nvidia0");
+    let proc = |pid: &str, fd: &str, node: &str, comm: &str, cgroup: &str| {
+        fs::create_dir_all(f.p(&format!("/proc/{pid}/fd"))).expect("mkdir");
+        symlink(node, f.p(&format!("/proc/{pid}/fd/{fd}"))).expect("link");
+        write(f.root(), &format!("/proc/{pid}/comm"), comm);
+        write(f.root(), &format!("/proc/{pid}/cgroup"), cgroup);
+    };
+    proc("4242", "7", "/dev/nvidia3", "python3\n", "0::/system.slice/train.service\n");
+    proc("4343", "3", "/dev/nvidiactl", "nvidia-smi\n", "0::/user.slice/user-1000.slice/session-2.scope\n");
+    proc("4444", "9", "/dev/nvidia0", "llama-server\n", "0::/system.slice/chat.service/libpod-payload-abc\n");
+    proc("4545", "1", "/dev/nvidia5", "evil\u{1b}[2J\nline\n", "0::/\n");
+    let all = f.of("driver.device-in-use");
+    assert_eq!(all.len(), 1, "{all:#?}");
+    let w = &all[0];
+    assert_eq!(w.status, Status::Warning);
+    assert!(
+        w.message.contains("/dev/nvidia3 (nvidia.com/gpu=3) is held open by PID 4242 (python3, unit train.service)"),
+        "{w:#?}"
+    );
+    assert!(
+        w.message.contains("/dev/nvidia5 (nvidia.com/gpu=5) is held open by PID 4545 (evil\\u{1b}[2J\\nline)"),
+        "{w:#?}"
+    );
+    assert!(!w.message.contains("4343") && !w.message.contains("4444"), "{w:#?}");
+    assert!(w.fix.starts_with("stop what holds it (`fuser -v /dev/nvidia0 "), "{w:#?}");
+    assert!(!has_error(&f.run()), "a warning does not stop the start");
 }
 
 #[test]

@@ -198,6 +198,18 @@ systemctl stop "$PF_SVC"
 as_account podman system migrate >/dev/null 2>&1
 pf_restore
 
+# ---- Driver: another process holds the service's device node open (a warning: it starts)
+sh -c 'exec sleep infinity' < "$pf_card0" &
+pf_holder=$!
+check "device in use: aictl preflight warns with driver.device-in-use, naming the PID" \
+    sh -c "aictl preflight --json $PF_SVC | jq -r '.checks[] | select(.id == \"driver.device-in-use\" and .status == \"warning\") | .message' | tee /dev/stderr | grep -qF '$pf_card0 (example.com/gpu=0) is held open by PID $pf_holder (sleep'"
+check "device in use: the start goes on (a warning), and systemctl status shows it" \
+    sh -c "systemctl start $PF_SVC && systemctl status $PF_SVC --no-pager -l -n 30 | grep -F 'preflight: warning: driver.device-in-use: '"
+kill "$pf_holder"; wait "$pf_holder" 2>/dev/null
+check "device in use: once the holder is gone, no warning" \
+    sh -c "aictl preflight --json $PF_SVC | jq -e '[.checks[] | select(.id == \"driver.device-in-use\")][0].status == \"ok\"'"
+pf_restore
+
 check "after the preflight cases, the spec is as it was" cmp "$PF_SPEC" /root/preflight-spec.orig
 check "and gpu-chat starts" pf_starts
 
