@@ -234,7 +234,8 @@ check "stale spec while running: the agent's journal warns that the next start w
 check "gpu-chat itself still runs" systemctl is-active "$PF_SVC"
 cp -p /root/preflight-spec.orig "$PF_SPEC"
 check "spec restored: the problem goes away from aictl status" wait_for 60 pf_status_clean
-check "aicontainers-preflight.service: systemd-analyze verify is clean" systemd-analyze verify aicontainers-preflight.service
+check "aicontainers-preflight.service: systemd-analyze verify is clean (man pages are not installed in the VM: --man=no)" \
+    sh -c "systemd-analyze verify --man=no /usr/lib/systemd/system/aicontainers-preflight.service 2>&1 | tee /dev/stderr | grep -q . && exit 1 || exit 0"
 systemd-analyze security --no-pager aicontainers-preflight.service | tail -1
 pf_restore
 rm -f /root/preflight-spec.orig /root/preflight-subuid.orig /run/systemd/system/gpu-chat.service.d/50-preflight-test.conf
