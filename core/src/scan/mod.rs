@@ -12,6 +12,7 @@
 //! - [`rootfs`]: every read of an image's files goes through one directory handle with
 //!   `openat2(RESOLVE_IN_ROOT)`: a link in the image resolves inside the image, never on the host.
 //! - [`inventory`]: dpkg, apk, rpm (SQLite database), Python and npm packages of a root filesystem.
+//! - [`rpmdb`]: rpm's SQLite database and the package headers in it.
 //! - [`sbom`]: the inventory as CycloneDX 1.5 JSON, and back (a rescan reads the cached SBOM).
 //! - [`osv`]: OSV records indexed by ecosystem and package name; matching of an inventory.
 //! - [`external`]: findings from trivy's and grype's JSON output.
@@ -20,4 +21,13 @@
 //! nothing in an image (names, links, special files, sizes, bytes) can make a scan read outside
 //! it, block, or run without bound.
 
+pub mod external;
+pub mod inventory;
+pub mod osv;
+pub mod rootfs;
+pub mod rpmdb;
+pub mod sbom;
 pub mod version;
+
+pub use inventory::{Ecosystem, Inventory, Package};
+pub use osv::{Finding, Severity};
