@@ -341,8 +341,12 @@ fn collect_json(dir: &Path, out: &mut Vec<PathBuf>, warnings: &mut Vec<Diagnosti
         let Ok(ft) = entry.file_type() else { continue };
         if ft.is_dir() {
             collect_json(&path, out, warnings, depth + 1);
-        } else if ft.is_file() && path.extension().is_some_and(|e| e == "json") {
-            out.push(path);
+        } else if path.extension().is_some_and(|e| e == "json") {
+            if ft.is_file() {
+                out.push(path);
+            } else {
+                warnings.push(Diagnostic::file(&path, "is not a regular file: not read"));
+            }
         }
     }
 }

@@ -230,7 +230,12 @@ fn component(c: &Value) -> Option<Package> {
         _ => return None,
     };
     let distro_pkg = matches!(ty, "deb" | "apk" | "rpm");
-    let source = qual("upstream").map(|u| match eco.scheme() {
+    // purl puts an rpm epoch in a qualifier; trivy names the source package in a property.
+    let version = match qual("epoch") {
+        Some(e) if ty == "rpm" && !version.contains(':') => format!("{e}:{version}"),
+        _ => version,
+    };
+    let source = qual("upstream").or_else(|| prop("aquasecurity:trivy:SrcName")).map(|u| match eco.scheme() {
         super::version::Scheme::Rpm => super::rpmdb::source_name(&u).map(str::to_owned).unwrap_or(u),
         _ => u,
     });
