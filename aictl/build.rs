@@ -2,7 +2,9 @@
 //! it is missing, so that the test runner says they did not run (in CI they run: tests/run-all
 //! installs the tools, and the tests themselves fail there if one is missing).
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(have_registry, have_kube_validate, have_dpkg, have_rpmbuild)");
+    println!(
+        "cargo::rustc-check-cfg=cfg(have_registry, have_kube_validate, have_dpkg, have_rpmbuild, have_py_jsonschema)"
+    );
     // /usr/bin changes when packages are installed or removed.
     println!("cargo::rerun-if-changed=/usr/bin");
     println!("cargo::rerun-if-env-changed=AICONTAINERS_KUBE_VALIDATE");
@@ -13,6 +15,10 @@ fn main() {
     }
     if std::path::Path::new("/usr/bin/rpmbuild").is_file() {
         println!("cargo::rustc-cfg=have_rpmbuild");
+    }
+    println!("cargo::rerun-if-changed=/usr/lib/python3/dist-packages");
+    if std::path::Path::new("/usr/lib/python3/dist-packages/jsonschema/__init__.py").is_file() {
+        println!("cargo::rustc-cfg=have_py_jsonschema");
     }
     if std::path::Path::new("/usr/bin/docker-registry").is_file() {
         println!("cargo::rustc-cfg=have_registry");

@@ -29,6 +29,10 @@ pub struct ScanArgs {
     /// The OSV records to match against: a directory of JSON files, read recursively.
     #[arg(long, value_name = "DIR", required_unless_present = "report")]
     advisories: Option<PathBuf>,
+    /// Keep the parsed advisories in FILE and read them from there while the directory is
+    /// unchanged (same files, sizes, modification times): a rescan then parses one file.
+    #[arg(long, value_name = "FILE", requires = "advisories")]
+    advisory_cache: Option<PathBuf>,
     /// Print `{"findings": [{"id", "aliases", "package", "ecosystem", "installed", "fixed",
     /// "severity"}]}` (stable; `fixed` is null when no fix exists).
     #[arg(long)]
@@ -82,7 +86,11 @@ pub fn scan(args: ScanArgs) -> Result<ExitCode, String> {
             packages
         };
         let dir = args.advisories.as_deref().ok_or("--advisories DIR is needed")?;
-        let index = Index::load_dir(dir).map_err(|d| d.to_string())?;
+        let index = match &args.advisory_cache {
+            Some(cache) => Index::load_dir_cached(dir, cache),
+            None => Index::load_dir(dir),
+        }
+        .map_err(|d| d.to_string())?;
         for w in &index.warnings {
             warn(w);
         }

@@ -445,3 +445,97 @@ fn osv_fixture_records_load_and_bad_records_are_reported_by_file_and_line() {
     assert_eq!(findings[0]["fixed"], "1.2.1-2.2+wheezy3");
     assert_eq!(findings[0]["aliases"], json!(["CVE-2014-3616"]));
 }
+
+#[test]
+fn the_advisory_cache_is_used_while_the_directory_is_unchanged_and_rebuilt_when_it_changes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("root");
+    os_release(&root, "debian", "13");
+    write(
+        &root.join("var/lib/dpkg/status"),
+        "Package: zlib1g\nStatus: install ok installed\nVersion: 1:1.3.1-1\nSource: zlib\n",
+    );
+    let adv = tmp.path().join("adv");
+    record(&adv, "DSA-10", "Debian:13", "zlib", json!([{"introduced": "0"}, {"fixed": "1:1.3.1-2"}]));
+    let cache = tmp.path().join("cache.json");
+    let run = || -> Vec<String> {
+        let out = aictl(&[
+            "scan",
+            "--rootfs",
+            &root.to_string_lossy(),
+            "--advisories",
+            &adv.to_string_lossy(),
+            "--advisory-cache",
+            &cache.to_string_lossy(),
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        ids(doc["findings"].as_array().expect("findings"))
+    };
+    assert_eq!(run(), ["DSA-10 zlib1g"]);
+    assert!(cache.is_file(), "the cache was written");
+    // Unchanged directory: the answer comes from the cache. A planted finding in the cache
+    // shows it was read rather than the records.
+    let planted = fs::read_to_string(&cache).expect("cache").replace("DSA-10", "DSA-99");
+    fs::write(&cache, planted).expect("plant");
+    assert_eq!(run(), ["DSA-99 zlib1g"]);
+    // A new record changes the directory: parsed again, the cache rewritten.
+    record(&adv, "DSA-11", "Debian:13", "zlib", json!([{"introduced": "0"}, {"fixed": "1:1.3.1-3"}]));
+    assert_eq!(run(), ["DSA-10 zlib1g", "DSA-11 zlib1g"]);
+    // A cache that is garbage is only slower.
+    fs::write(&cache, "garbage").expect("garbage");
+    assert_eq!(run(), ["DSA-10 zlib1g", "DSA-11 zlib1g"]);
+}
+
+/// Validates documents against the CycloneDX 1.5 schema (tests/fixtures/cyclonedx) with
+/// Python's jsonschema; returns each document's errors.
+fn cyclonedx_errors(docs: &[&Path]) -> Vec<String> {
+    let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/cyclonedx");
+    let script = r#"
+import json, sys, pathlib, jsonschema
+d = pathlib.Path(sys.argv[1])
+schema = json.loads((d / "bom-1.5.schema.json").read_text())
+store = {f: json.loads((d / f).read_text()) for f in ["spdx.schema.json", "jsf-0.82.schema.json"]}
+resolver = jsonschema.RefResolver(base_uri="http://cyclonedx.org/schema/", referrer=schema, store=store)
+v = jsonschema.Draft7Validator(schema, resolver=resolver)
+for f in sys.argv[2:]:
+    errs = [e.message for e in v.iter_errors(json.load(open(f)))]
+    print(json.dumps(errs))
+"#;
+    let out = Command::new("/usr/bin/python3")
+        .arg("-W")
+        .arg("ignore")
+        .arg("-c")
+        .arg(script)
+        .arg(&schemas)
+        .args(docs)
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "validator: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+#[test]
+#[cfg_attr(not(have_py_jsonschema), ignore = "needs /usr/bin/python3 with jsonschema (Debian's python3-jsonschema)")]
+fn sboms_are_valid_cyclonedx_1_5() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("root");
+    os_release(&root, "debian", "13");
+    write(
+        &root.join("var/lib/dpkg/status"),
+        "Package: libc6\nStatus: install ok installed\nVersion: 2.41-12\nSource: glibc\nArchitecture: amd64\n",
+    );
+    write(&root.join("usr/lib/python3/dist-packages/Foo_Bar-1.0.dist-info/METADATA"), "Name: Foo_Bar\nVersion: 1.0\n");
+    write(&root.join("srv/node_modules/@a/b/package.json"), r#"{"name": "@a/b", "version": "0.1.0"}"#);
+    let good = tmp.path().join("good.json");
+    fs::write(&good, serde_json::to_vec(&sbom(&root)).expect("json")).expect("write");
+    // The validator must see errors: a document with a component of an unknown type.
+    let mut doc = sbom(&root);
+    doc["components"][0]["type"] = json!("not-a-type");
+    let bad = tmp.path().join("bad.json");
+    fs::write(&bad, serde_json::to_vec(&doc).expect("json")).expect("write");
+    let errors = cyclonedx_errors(&[&good, &bad]);
+    assert_eq!(errors[0], "[]", "aictl sbom's output is not valid CycloneDX 1.5");
+    assert_ne!(errors[1], "[]", "the validator accepted a broken document");
+}

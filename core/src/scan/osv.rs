@@ -173,7 +173,7 @@ pub struct PackageRef {
     pub name: String,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Range {
     #[serde(rename = "type")]
     pub kind: String,
@@ -181,10 +181,13 @@ pub struct Range {
     pub events: Vec<Event>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Event {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub introduced: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fixed: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_affected: Option<String>,
 }
 
@@ -227,35 +230,85 @@ impl Record {
 // ---------------------------------------------------------------------------------------------
 // The index
 
+/// What matching needs of a record, kept in the index and its cache file: the severity of
+/// each affected entry is worked out once, and what is not used (details, references) is
+/// dropped.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Advisory {
+    pub id: String,
+    pub aliases: Vec<String>,
+    pub targets: Vec<Target>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Target {
+    pub ecosystem: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<String>,
+    pub ranges: Vec<Range>,
+    pub severity: Severity,
+}
+
 /// Records by ecosystem and (normalized) package name.
 #[derive(Debug, Default)]
 pub struct Index {
-    records: Vec<Record>,
+    advisories: Vec<Advisory>,
     by_package: HashMap<(Ecosystem, String), Vec<(u32, u32)>>,
     /// Records or ranges that could not be used (bad JSON, a version the ecosystem cannot read).
     pub warnings: Vec<Diagnostic>,
 }
+
+/// The cache of an index: the advisories and the fingerprint of the directory they were read
+/// from (every file's path, size, modification time and inode), so that an unchanged directory
+/// is not parsed again.
+#[derive(Serialize, Deserialize)]
+struct Cache {
+    format: u32,
+    fingerprint: String,
+    advisories: Vec<Advisory>,
+    warnings: Vec<String>,
+}
+const CACHE_FORMAT: u32 = 1;
 
 impl Index {
     pub fn add(&mut self, record: Record) {
         if record.withdrawn.is_some() {
             return;
         }
-        let r = self.records.len() as u32;
-        for (a, aff) in record.affected.iter().enumerate() {
-            let Some(p) = &aff.package else { continue };
-            let Some((eco, _)) = Ecosystem::parse_osv(&p.ecosystem) else { continue };
-            self.by_package.entry((eco, eco.normalize_name(&p.name))).or_default().push((r, a as u32));
+        let targets = record
+            .affected
+            .iter()
+            .filter_map(|a| {
+                let p = a.package.as_ref()?;
+                Ecosystem::parse_osv(&p.ecosystem)?;
+                Some(Target {
+                    ecosystem: p.ecosystem.clone(),
+                    name: p.name.clone(),
+                    versions: a.versions.clone(),
+                    ranges: a.ranges.iter().filter(|r| r.kind == "ECOSYSTEM" || r.kind == "SEMVER").cloned().collect(),
+                    severity: record.severity(a),
+                })
+            })
+            .collect();
+        self.push(Advisory { id: record.id, aliases: record.aliases, targets });
+    }
+
+    fn push(&mut self, adv: Advisory) {
+        let r = self.advisories.len() as u32;
+        for (t, target) in adv.targets.iter().enumerate() {
+            let Some((eco, _)) = Ecosystem::parse_osv(&target.ecosystem) else { continue };
+            self.by_package.entry((eco, eco.normalize_name(&target.name))).or_default().push((r, t as u32));
         }
-        self.records.push(record);
+        self.advisories.push(adv);
     }
 
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.advisories.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.advisories.is_empty()
     }
 
     /// Loads every `*.json` file under `dir` (recursively; links are not followed). A file
@@ -263,19 +316,49 @@ impl Index {
     /// bad record must not hide the others.
     pub fn load_dir(dir: &Path) -> Result<Index, Diagnostic> {
         let mut index = Index::default();
-        let meta =
-            std::fs::metadata(dir).map_err(|e| Diagnostic::file(dir, format!("cannot read the advisories: {e}")))?;
-        if !meta.is_dir() {
-            return Err(Diagnostic::file(dir, "is not a directory of OSV records"));
-        }
-        let mut files = Vec::new();
-        collect_json(dir, &mut files, &mut index.warnings, 0);
-        files.sort();
-        for file in files {
+        let files = list_dir(dir, &mut index.warnings)?;
+        for (file, _) in files {
             match read_record(&file) {
                 Ok(r) => index.add(r),
                 Err(d) => index.warnings.push(d),
             }
+        }
+        Ok(index)
+    }
+
+    /// [`Index::load_dir`] through the cache file `cache`: when the directory's fingerprint is
+    /// the one the cache holds, the cache is read instead of the records; otherwise the
+    /// records are read and the cache rewritten (atomically). A cache that cannot be read or
+    /// written is only slower, never wrong.
+    pub fn load_dir_cached(dir: &Path, cache: &Path) -> Result<Index, Diagnostic> {
+        let mut warnings = Vec::new();
+        let files = list_dir(dir, &mut warnings)?;
+        let fingerprint = fingerprint(dir, &files);
+        if let Ok(data) = read_capped(cache, 4 << 30) {
+            if let Ok(c) = serde_json::from_slice::<Cache>(&data) {
+                if c.format == CACHE_FORMAT && c.fingerprint == fingerprint {
+                    let mut index = Index::default();
+                    for a in c.advisories {
+                        index.push(a);
+                    }
+                    index.warnings = warnings;
+                    index.warnings.extend(c.warnings.into_iter().map(|w| Diagnostic::file(dir, w)));
+                    return Ok(index);
+                }
+            }
+        }
+        let mut index = Index::load_dir(dir)?;
+        let c = Cache {
+            format: CACHE_FORMAT,
+            fingerprint,
+            advisories: index.advisories.clone(),
+            warnings: index.warnings.iter().map(|w| w.to_string()).collect(),
+        };
+        let written = serde_json::to_vec(&c)
+            .map_err(|e| e.to_string())
+            .and_then(|data| crate::fsutil::write_durable(cache, &data, 0o644).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            index.warnings.push(Diagnostic::file(cache, format!("cannot write the advisory cache: {e}")));
         }
         Ok(index)
     }
@@ -294,14 +377,13 @@ impl Index {
             let installed = pkg.source_version.as_deref().unwrap_or(&pkg.version);
             for name in names {
                 let Some(entries) = self.by_package.get(&(eco, eco.normalize_name(name))) else { continue };
-                for &(r, a) in entries {
-                    let record = &self.records[r as usize];
-                    let aff = &record.affected[a as usize];
-                    let Some(p) = &aff.package else { continue };
-                    if !release_matches(&p.ecosystem, pkg.release.as_deref()) {
+                for &(r, t) in entries {
+                    let record = &self.advisories[r as usize];
+                    let target = &record.targets[t as usize];
+                    if !release_matches(&target.ecosystem, pkg.release.as_deref()) {
                         continue;
                     }
-                    match affects(aff, eco, installed) {
+                    match affects(&target.versions, &target.ranges, eco, installed) {
                         Ok(Some(fixed)) => {
                             out.insert(Finding {
                                 id: record.id.clone(),
@@ -313,7 +395,7 @@ impl Index {
                                 },
                                 installed: pkg.version.clone(),
                                 fixed,
-                                severity: record.severity(aff),
+                                severity: target.severity,
                             });
                         }
                         Ok(None) => {}
@@ -328,7 +410,34 @@ impl Index {
     }
 }
 
-fn collect_json(dir: &Path, out: &mut Vec<PathBuf>, warnings: &mut Vec<Diagnostic>, depth: usize) {
+/// The `*.json` files under `dir`, sorted, with their metadata.
+fn list_dir(dir: &Path, warnings: &mut Vec<Diagnostic>) -> Result<Vec<(PathBuf, std::fs::Metadata)>, Diagnostic> {
+    let meta = std::fs::metadata(dir).map_err(|e| Diagnostic::file(dir, format!("cannot read the advisories: {e}")))?;
+    if !meta.is_dir() {
+        return Err(Diagnostic::file(dir, "is not a directory of OSV records"));
+    }
+    let mut files = Vec::new();
+    collect_json(dir, &mut files, warnings, 0);
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(files)
+}
+
+fn fingerprint(dir: &Path, files: &[(PathBuf, std::fs::Metadata)]) -> String {
+    use sha2::{Digest as _, Sha256};
+    use std::os::unix::fs::MetadataExt as _;
+    let mut h = Sha256::new();
+    h.update(dir.as_os_str().as_encoded_bytes());
+    for (path, m) in files {
+        h.update(path.as_os_str().as_encoded_bytes());
+        h.update([0]);
+        for n in [m.len(), m.mtime() as u64, m.mtime_nsec() as u64, m.ino(), m.dev()] {
+            h.update(n.to_le_bytes());
+        }
+    }
+    format!("{:x}", h.finalize())
+}
+
+fn collect_json(dir: &Path, out: &mut Vec<(PathBuf, std::fs::Metadata)>, warnings: &mut Vec<Diagnostic>, depth: usize) {
     if depth > 16 {
         return warnings.push(Diagnostic::file(dir, "deeper than 16 levels: not read"));
     }
@@ -342,10 +451,9 @@ fn collect_json(dir: &Path, out: &mut Vec<PathBuf>, warnings: &mut Vec<Diagnosti
         if ft.is_dir() {
             collect_json(&path, out, warnings, depth + 1);
         } else if path.extension().is_some_and(|e| e == "json") {
-            if ft.is_file() {
-                out.push(path);
-            } else {
-                warnings.push(Diagnostic::file(&path, "is not a regular file: not read"));
+            match entry.metadata() {
+                Ok(m) if ft.is_file() => out.push((path, m)),
+                _ => warnings.push(Diagnostic::file(&path, "is not a regular file: not read")),
             }
         }
     }
@@ -399,14 +507,19 @@ fn release_matches(osv_ecosystem: &str, release: Option<&str>) -> bool {
 
 /// Whether `installed` is affected by one `affected[]` entry: `Ok(Some(fixed))` with the
 /// first fixed version above it (`None` inside when no fix exists), `Ok(None)` when not.
-fn affects(aff: &Affected, eco: Ecosystem, installed: &str) -> Result<Option<Option<String>>, String> {
+fn affects(
+    versions: &[String],
+    ranges: &[Range],
+    eco: Ecosystem,
+    installed: &str,
+) -> Result<Option<Option<String>>, String> {
     let scheme = eco.scheme();
     let mut hit = false;
     let mut fixed: Option<String> = None;
-    if aff.versions.iter().any(|v| v == installed) {
+    if versions.iter().any(|v| v == installed) {
         hit = true;
     }
-    for range in &aff.ranges {
+    for range in ranges {
         if range.kind != "ECOSYSTEM" && range.kind != "SEMVER" {
             continue;
         }
@@ -494,45 +607,38 @@ mod tests {
         assert_eq!(cvss3_base_score("garbage"), None);
     }
 
-    fn aff(events: &[(&str, &str)]) -> Affected {
-        Affected {
-            package: None,
-            ranges: vec![Range {
-                kind: "ECOSYSTEM".into(),
-                events: events
-                    .iter()
-                    .map(|(k, v)| match *k {
-                        "introduced" => Event { introduced: Some(v.to_string()), ..Event::default() },
-                        "fixed" => Event { fixed: Some(v.to_string()), ..Event::default() },
-                        _ => Event { last_affected: Some(v.to_string()), ..Event::default() },
-                    })
-                    .collect(),
-            }],
-            versions: vec![],
-            severity: vec![],
-            ecosystem_specific: None,
-            database_specific: None,
-        }
+    fn aff(events: &[(&str, &str)]) -> Vec<Range> {
+        vec![Range {
+            kind: "ECOSYSTEM".into(),
+            events: events
+                .iter()
+                .map(|(k, v)| match *k {
+                    "introduced" => Event { introduced: Some(v.to_string()), ..Event::default() },
+                    "fixed" => Event { fixed: Some(v.to_string()), ..Event::default() },
+                    _ => Event { last_affected: Some(v.to_string()), ..Event::default() },
+                })
+                .collect(),
+        }]
     }
 
     #[test]
     fn ranges_follow_the_osv_evaluation() {
         let d = Ecosystem::Debian;
         let a = aff(&[("introduced", "0"), ("fixed", "1.2-3")]);
-        assert_eq!(affects(&a, d, "1.2-2"), Ok(Some(Some("1.2-3".into()))));
-        assert_eq!(affects(&a, d, "1.2-3"), Ok(None));
-        assert_eq!(affects(&a, d, "1.2-3~deb12u1"), Ok(Some(Some("1.2-3".into()))));
+        assert_eq!(affects(&[], &a, d, "1.2-2"), Ok(Some(Some("1.2-3".into()))));
+        assert_eq!(affects(&[], &a, d, "1.2-3"), Ok(None));
+        assert_eq!(affects(&[], &a, d, "1.2-3~deb12u1"), Ok(Some(Some("1.2-3".into()))));
         // Two windows, out of order in the record.
         let a = aff(&[("fixed", "2.5"), ("introduced", "2.0"), ("introduced", "1.0"), ("fixed", "1.5")]);
-        assert_eq!(affects(&a, d, "0.9"), Ok(None));
-        assert_eq!(affects(&a, d, "1.1"), Ok(Some(Some("1.5".into()))));
-        assert_eq!(affects(&a, d, "1.7"), Ok(None));
-        assert_eq!(affects(&a, d, "2.1"), Ok(Some(Some("2.5".into()))));
+        assert_eq!(affects(&[], &a, d, "0.9"), Ok(None));
+        assert_eq!(affects(&[], &a, d, "1.1"), Ok(Some(Some("1.5".into()))));
+        assert_eq!(affects(&[], &a, d, "1.7"), Ok(None));
+        assert_eq!(affects(&[], &a, d, "2.1"), Ok(Some(Some("2.5".into()))));
         let a = aff(&[("introduced", "0"), ("last_affected", "3.0")]);
-        assert_eq!(affects(&a, d, "3.0"), Ok(Some(None)));
-        assert_eq!(affects(&a, d, "3.0+b1"), Ok(None));
+        assert_eq!(affects(&[], &a, d, "3.0"), Ok(Some(None)));
+        assert_eq!(affects(&[], &a, d, "3.0+b1"), Ok(None));
         let a = aff(&[("introduced", "0"), ("fixed", "not a version")]);
-        assert!(affects(&a, d, "1.0").is_err());
+        assert!(affects(&[], &a, d, "1.0").is_err());
     }
 
     #[test]
