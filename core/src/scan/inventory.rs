@@ -162,7 +162,19 @@ pub fn inventory(root: &RootFs) -> Result<Inventory, Diagnostic> {
     let os = inv.os.clone().unwrap_or_default();
     dpkg(root, &os, &mut inv.packages)?;
     apk(root, &os, &mut inv.packages)?;
-    super::rpmdb::rpm(root, &os, &mut inv.packages)?;
+    let eco = rpm_ecosystem(&os);
+    for p in super::rpmdb::installed(root)? {
+        inv.packages.push(Package {
+            ecosystem: eco,
+            release: release_for(eco, &os),
+            name: p.name,
+            version: p.evr,
+            source: p.source,
+            source_version: None,
+            arch: p.arch,
+            location: p.location.to_owned(),
+        });
+    }
     walk(root, &mut inv);
     inv.packages.sort();
     inv.packages.dedup();
@@ -348,16 +360,12 @@ fn apk(root: &RootFs, os: &OsRelease, out: &mut Vec<Package>) -> Result<(), Diag
 }
 
 /// The ecosystem of an rpm-based image's packages, from its os-release ID.
-pub(super) fn rpm_ecosystem(os: &OsRelease) -> Ecosystem {
+fn rpm_ecosystem(os: &OsRelease) -> Ecosystem {
     match os.id.as_str() {
         "rocky" => Ecosystem::Rocky,
         "almalinux" => Ecosystem::AlmaLinux,
         _ => Ecosystem::RedHat,
     }
-}
-
-pub(super) fn rpm_release(os: &OsRelease) -> Option<String> {
-    release_for(rpm_ecosystem(os), os)
 }
 
 /// Walks the image for language packages (see the module's table).

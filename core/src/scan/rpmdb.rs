@@ -13,7 +13,6 @@ use std::os::fd::AsRawFd as _;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::inventory::{rpm_ecosystem, rpm_release, OsRelease, Package};
 use super::rootfs::RootFs;
 use crate::diag::Diagnostic;
 
@@ -110,7 +109,21 @@ pub fn source_name(srpm: &str) -> Option<&str> {
     (!name.is_empty()).then_some(name)
 }
 
-pub(super) fn rpm(root: &RootFs, os: &OsRelease, out: &mut Vec<Package>) -> Result<(), Diagnostic> {
+/// One installed rpm: what an inventory keeps of its header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Installed {
+    pub name: String,
+    /// `[epoch:]version-release`.
+    pub evr: String,
+    pub arch: Option<String>,
+    /// The source package's name, when it is not the package's own.
+    pub source: Option<String>,
+    /// The database file, inside the image.
+    pub location: &'static str,
+}
+
+/// The packages of the image's rpm database, if it has one.
+pub fn installed(root: &RootFs) -> Result<Vec<Installed>, Diagnostic> {
     let mut found = None;
     for rel in SQLITE_DBS {
         if let Some(file) = root.open_regular(rel)? {
@@ -127,7 +140,7 @@ pub(super) fn rpm(root: &RootFs, os: &OsRelease, out: &mut Vec<Package>) -> Resu
                 ));
             }
         }
-        return Ok(());
+        return Ok(Vec::new());
     };
     // SQLite opens the file checked by open_regular through its descriptor; immutable: no
     // locks, no journal, nothing written.
@@ -137,7 +150,7 @@ pub(super) fn rpm(root: &RootFs, os: &OsRelease, out: &mut Vec<Package>) -> Resu
     let db = Connection::open_with_flags(&uri, flags).map_err(sql_err)?;
     let mut stmt = db.prepare("SELECT hnum, blob FROM Packages ORDER BY hnum").map_err(sql_err)?;
     let mut rows = stmt.query([]).map_err(sql_err)?;
-    let eco = rpm_ecosystem(os);
+    let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(sql_err)? {
         let hnum: i64 = row.get(0).map_err(sql_err)?;
         let blob: Vec<u8> = row.get(1).map_err(sql_err)?;
@@ -146,23 +159,14 @@ pub(super) fn rpm(root: &RootFs, os: &OsRelease, out: &mut Vec<Package>) -> Resu
         if h.name == "gpg-pubkey" {
             continue;
         }
-        let version = match h.epoch {
+        let evr = match h.epoch {
             Some(e) => format!("{e}:{}-{}", h.version, h.release),
             None => format!("{}-{}", h.version, h.release),
         };
         let source = h.source_rpm.as_deref().and_then(source_name).filter(|s| *s != h.name).map(str::to_owned);
-        out.push(Package {
-            ecosystem: eco,
-            release: rpm_release(os),
-            name: h.name,
-            version,
-            source,
-            source_version: None,
-            arch: h.arch,
-            location: rel.to_owned(),
-        });
+        out.push(Installed { name: h.name, evr, arch: h.arch, source, location: rel });
     }
-    Ok(())
+    Ok(out)
 }
 
 #[cfg(test)]
