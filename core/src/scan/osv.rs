@@ -524,40 +524,46 @@ fn affects(
             continue;
         }
         let cmp = |a: &str, b: &str| scheme.compare(a, b).map_err(|e| e.to_string());
-        // Events in version order; "introduced: 0" comes before everything.
-        let mut events: Vec<(&str, &str)> = Vec::new();
-        for e in &range.events {
-            for (kind, v) in [("introduced", &e.introduced), ("fixed", &e.fixed), ("last_affected", &e.last_affected)] {
-                if let Some(v) = v {
-                    events.push((kind, v.as_str()));
+        let of = |pick: fn(&Event) -> &Option<String>| -> Vec<&str> {
+            range.events.iter().filter_map(|e| pick(e).as_deref()).collect()
+        };
+        let (opens, fixes, lasts) = (of(|e| &e.introduced), of(|e| &e.fixed), of(|e| &e.last_affected));
+        // The intervals the schema's walk over sorted events describes, without sorting (a
+        // record's versions need not be totally ordered, and a sort over a comparison that is
+        // not would panic): affected when some `introduced` is at or below the installed
+        // version and no `fixed` between them (the fixed version itself is not affected) nor
+        // `last_affected` below it closes that window.
+        let at_or_above = |x: &str, i: &str| -> Result<bool, String> { Ok(i == "0" || cmp(x, i)? != Ordering::Less) };
+        let mut affected = false;
+        let mut next_fix: Option<&str> = None;
+        for &i in &opens {
+            if !at_or_above(installed, i)? {
+                continue;
+            }
+            let mut closed = false;
+            for &f in &fixes {
+                if at_or_above(f, i)? && cmp(installed, f)? != Ordering::Less {
+                    closed = true;
+                }
+            }
+            for &l in &lasts {
+                if at_or_above(l, i)? && cmp(installed, l)? == Ordering::Greater {
+                    closed = true;
+                }
+            }
+            if closed {
+                continue;
+            }
+            affected = true;
+            for &f in &fixes {
+                if cmp(installed, f)? == Ordering::Less
+                    && next_fix.map_or(Ok(true), |n| cmp(f, n).map(|o| o == Ordering::Less))?
+                {
+                    next_fix = Some(f);
                 }
             }
         }
-        let key = |v: &str| v == "0";
-        let mut err = None;
-        events.sort_by(|a, b| match (key(a.1), key(b.1)) {
-            (true, true) => Ordering::Equal,
-            (true, false) => Ordering::Less,
-            (false, true) => Ordering::Greater,
-            _ => cmp(a.1, b.1).unwrap_or_else(|e| {
-                err.get_or_insert(e);
-                Ordering::Equal
-            }),
-        });
-        if let Some(e) = err {
-            return Err(e);
-        }
-        let mut affected = false;
-        let mut next_fix = None;
-        for (kind, v) in &events {
-            match *kind {
-                "introduced" if key(v) || cmp(installed, v)? != Ordering::Less => affected = true,
-                "fixed" if cmp(installed, v)? != Ordering::Less => affected = false,
-                "fixed" if next_fix.is_none() && affected => next_fix = Some(v.to_string()),
-                "last_affected" if cmp(installed, v)? == Ordering::Greater => affected = false,
-                _ => {}
-            }
-        }
+        let next_fix = next_fix.map(str::to_owned);
         if affected {
             hit = true;
             if let Some(f) = next_fix {
