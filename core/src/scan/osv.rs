@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 use super::inventory::{Ecosystem, Package};
 use crate::diag::Diagnostic;
 
+/// The most events one range may have: real ranges have a few dozen; matching compares every
+/// event with every other, so a record cannot make a scan run for hours.
+pub const MAX_EVENTS: usize = 1000;
+
 /// The most read of one record: real ones are a few KiB, the largest (kernel) a few MiB.
 pub const RECORD_MAX: u64 = 32 << 20;
 
@@ -276,6 +280,12 @@ impl Index {
         if record.withdrawn.is_some() {
             return;
         }
+        if record.affected.iter().any(|a| a.ranges.iter().any(|r| r.events.len() > MAX_EVENTS)) {
+            self.warnings.push(Diagnostic::file(
+                &record.id,
+                format!("a range with more than {MAX_EVENTS} events is not used (matching is quadratic in them)"),
+            ));
+        }
         let targets = record
             .affected
             .iter()
@@ -286,7 +296,12 @@ impl Index {
                     ecosystem: p.ecosystem.clone(),
                     name: p.name.clone(),
                     versions: a.versions.clone(),
-                    ranges: a.ranges.iter().filter(|r| r.kind == "ECOSYSTEM" || r.kind == "SEMVER").cloned().collect(),
+                    ranges: a
+                        .ranges
+                        .iter()
+                        .filter(|r| (r.kind == "ECOSYSTEM" || r.kind == "SEMVER") && r.events.len() <= MAX_EVENTS)
+                        .cloned()
+                        .collect(),
                     severity: record.severity(a),
                 })
             })
@@ -645,6 +660,31 @@ mod tests {
         assert_eq!(affects(&[], &a, d, "3.0+b1"), Ok(None));
         let a = aff(&[("introduced", "0"), ("fixed", "not a version")]);
         assert!(affects(&[], &a, d, "1.0").is_err());
+    }
+
+    #[test]
+    fn a_range_with_too_many_events_is_reported_and_not_used() {
+        let events: Vec<serde_json::Value> =
+            (0..=MAX_EVENTS).map(|k| serde_json::json!({"introduced": format!("{k}.0")})).collect();
+        let record: Record = serde_json::from_value(serde_json::json!({
+            "id": "HUGE-1",
+            "affected": [{"package": {"ecosystem": "PyPI", "name": "x"}, "ranges": [{"type": "ECOSYSTEM", "events": events}]}],
+        }))
+        .expect("record");
+        let mut index = Index::default();
+        index.add(record);
+        assert_eq!(index.warnings.len(), 1, "{:?}", index.warnings);
+        let pkg = Package {
+            ecosystem: Ecosystem::PyPI,
+            release: None,
+            name: "x".into(),
+            version: "5.0".into(),
+            source: None,
+            source_version: None,
+            arch: None,
+            location: String::new(),
+        };
+        assert_eq!(index.matches(&[pkg]).0, vec![]);
     }
 
     #[test]
