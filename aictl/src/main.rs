@@ -27,6 +27,7 @@ mod live;
 mod manpage;
 mod model;
 mod preflight;
+mod scan;
 mod size;
 
 use std::path::{Path, PathBuf};
@@ -139,6 +140,11 @@ enum Command {
     /// Check that services can start: CDI specs, the NVIDIA driver, SELinux, the account, podman
     /// (man 7 aicontainers-preflight). Exits 1 if any check reports an error.
     Preflight(preflight::PreflightArgs),
+    /// Match an image's packages against OSV advisories, offline: an unpacked root filesystem
+    /// (--rootfs), a cached SBOM (--sbom) or a trivy/grype report (--report); docs/scan.md.
+    Scan(scan::ScanArgs),
+    /// Print the CycloneDX 1.5 JSON SBOM of an unpacked root filesystem.
+    Sbom(scan::SbomArgs),
     /// Live commands, through aicontainersd on the system bus (src/live.rs).
     #[command(flatten)]
     Live(live::LiveCommand),
@@ -172,6 +178,8 @@ fn main() -> ExitCode {
         Command::Export { command } => export::run(command),
         Command::HealthWatch { name, interval, foreground } => health_watch(&name, interval, foreground),
         Command::Preflight(args) => preflight::run(args),
+        Command::Scan(args) => scan::scan(args),
+        Command::Sbom(args) => scan::sbom(args),
         Command::Live(command) => live::run(command),
         Command::ManpageSynopsis => {
             let mut cmd = Cli::command();
