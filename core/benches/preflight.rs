@@ -50,11 +50,8 @@ fn main() {
     let procs = std::fs::read_dir("/proc").map_or(0, |d| {
         d.flatten().filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit())).count()
     });
-    let own: Vec<preflight::cdi::UsedNode> = (0..8)
-        .map(|i| preflight::cdi::UsedNode {
-            host: format!("/dev/nvidia{i}"),
-            device: Some(format!("nvidia.com/gpu={i}")),
-        })
+    let own: Vec<preflight::UsedNode> = (0..8)
+        .map(|i| preflight::UsedNode { host: format!("/dev/nvidia{i}"), device: Some(format!("nvidia.com/gpu={i}")) })
         .collect();
     let mut times = Vec::new();
     for _ in 0..50 {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde_yaml_ng::Value;
 
 use super::driver::Driver;
-use super::{Account, Host, Report, Request};
+use super::{Account, Host, Report, Request, UsedNode};
 use crate::podman::PodmanVersion;
 
 /// The newest `cdiVersion` the CDI library vendored by each podman release accepts (from
@@ -269,16 +269,6 @@ const IDS: &[&str] = &[
     "cdi.wrong-device-node",
     "cdi.vanished-mig",
 ];
-
-/// A device node the service's container will get, from the spec podman resolves it from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UsedNode {
-    /// Its host path.
-    pub host: String,
-    /// The CDI name it comes with when it is one device's own node; `None` for a spec-wide node
-    /// that every device of the spec brings (`/dev/nvidiactl`, `/dev/nvidia-uvm`).
-    pub device: Option<String>,
-}
 
 /// The CDI checks for `request`; returns the device nodes the container will get (empty when
 /// the devices do not resolve).

@@ -274,12 +274,12 @@ const IN_USE: &str = "driver.device-in-use";
 /// (`/dev/nvidiactl`, `/dev/nvidia-uvm`) are left out: every CUDA process holds them. A warning:
 /// a GPU may be shared on purpose, but a training job or a stray process that holds it makes the
 /// service start on a GPU whose memory is taken.
-pub fn in_use(host: &Host, request: &Request, nodes: &[super::cdi::UsedNode], r: &mut Report) {
+pub fn in_use(host: &Host, request: &Request, nodes: &[super::UsedNode], r: &mut Report) {
     if request.cdi.is_empty() {
         r.skip(IN_USE, "the service asks for no devices");
         return;
     }
-    let own: Vec<&super::cdi::UsedNode> = nodes.iter().filter(|n| n.device.is_some()).collect();
+    let own: Vec<&super::UsedNode> = nodes.iter().filter(|n| n.device.is_some()).collect();
     if own.is_empty() {
         r.skip(IN_USE, "the service's devices have no device node of their own (or do not resolve)");
         return;
@@ -301,7 +301,7 @@ pub fn in_use(host: &Host, request: &Request, nodes: &[super::cdi::UsedNode], r:
             unreadable += 1;
             continue;
         };
-        let held: Vec<&super::cdi::UsedNode> = fds
+        let held: Vec<&super::UsedNode> = fds
             .flatten()
             .filter_map(|fd| std::fs::read_link(fd.path()).ok())
             .filter_map(|target| own.iter().find(|n| Path::new(&n.host) == target).copied())

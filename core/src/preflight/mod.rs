@@ -246,6 +246,16 @@ impl Account {
     }
 }
 
+/// A device node the service's container will get, from the spec podman resolves it from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsedNode {
+    /// Its host path.
+    pub host: String,
+    /// The CDI name it comes with when it is one device's own node; `None` for a spec-wide node
+    /// that every device of the spec brings (`/dev/nvidiactl`, `/dev/nvidia-uvm`).
+    pub device: Option<String>,
+}
+
 /// What a service's unit asks for: what its preflight checks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Request {

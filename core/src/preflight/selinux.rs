@@ -10,7 +10,7 @@
 //! `CURRENT PENDING`) and from each node's `security.selinux` attribute; a host without SELinux
 //! passes.
 
-use super::cdi::UsedNode;
+use super::UsedNode;
 use super::{Host, Report, Request};
 
 const ID: &str = "selinux.container-use-devices";
