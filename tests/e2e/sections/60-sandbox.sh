@@ -10,11 +10,13 @@
 SB=sbx
 SB_TGT=aic-sbx-tgt
 
-# The target namespace: 10.9.0.2 / fd09::2 with web servers on 80 and 81 and a UDP listener on
-# 5353; the host side is 10.9.0.1 / fd09::1 (networkd leaves the link alone).
+# The target namespace: 10.9.0.2 / fd09::2 with web servers on 80 and 81; the host side is
+# 10.9.0.1 / fd09::1 (networkd leaves the link alone). pasta gives the container the addresses
+# and routes of the host's interface with the default route, and the VM has none for IPv4 (its
+# IPv6 one goes nowhere): default routes through the target, for this section only.
 sb_targets() {
-    ip netns del "$SB_TGT" 2>/dev/null
-    ip link del sbx0 2>/dev/null
+    sb_untargets
+    grep -q ' target.sbx.test$' /etc/hosts || echo "10.9.0.2 target.sbx.test" >> /etc/hosts
     mkdir -p /run/systemd/network /tmp/sbx-www
     printf '[Match]\nName=sbx0\n[Link]\nUnmanaged=yes\n' > /run/systemd/network/10-sbx0.network
     networkctl reload
@@ -31,12 +33,24 @@ sb_targets() {
         ip -n "$SB_TGT" link set lo up &&
         ip netns exec "$SB_TGT" busybox httpd -p 80 -h /tmp/sbx-www &&
         ip netns exec "$SB_TGT" busybox httpd -p 81 -h /tmp/sbx-www &&
-        grep -q ' target.sbx.test$' /etc/hosts || echo "10.9.0.2 target.sbx.test" >> /etc/hosts
+        ip route add default via 10.9.0.2 dev sbx0 metric 100 &&
+        ip -6 route add default via fd09::2 dev sbx0 metric 100
 }
-# A UDP listener in the target namespace that writes what it gets to /tmp/sbx-udp.PORT.
+# A UDP listener in the target namespace that writes the first datagram it gets to
+# /tmp/sbx-udp.PORT (busybox nc has no UDP mode).
 sb_udp_listen() {
     rm -f "/tmp/sbx-udp.$1"
-    ip netns exec "$SB_TGT" timeout 60 busybox nc -u -l -p "$1" > "/tmp/sbx-udp.$1" &
+    ip netns exec "$SB_TGT" timeout 60 python3 -c 'import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("10.9.0.2", int(sys.argv[1])))
+sys.stdout.write(s.recv(512).decode("ascii", "replace")); sys.stdout.flush()' "$1" > "/tmp/sbx-udp.$1" &
+}
+sb_untargets() {
+    ip route del default via 10.9.0.2 dev sbx0 metric 100 2>/dev/null
+    ip -6 route del default via fd09::2 dev sbx0 metric 100 2>/dev/null
+    ip netns del "$SB_TGT" 2>/dev/null
+    ip link del sbx0 2>/dev/null
+    rm -f /run/systemd/network/10-sbx0.network
 }
 sb_pid() { as_account podman inspect -f '{{.State.Pid}}' "$SB"; }
 # sb_in CMD...: runs CMD inside the container (all its namespaces, as its root).
@@ -44,7 +58,8 @@ sb_in() { nsenter -t "$(sb_pid)" -a "$@"; }
 sb_get() { sb_in /bin/busybox wget -q -T 5 -O - "$1" | grep -q 'sandbox target'; }
 sb_refused() { ! sb_in /bin/busybox wget -q -T 5 -O - "$1"; }
 sb_nc_refused() { ! sb_in /bin/busybox nc -w 5 "$1" "$2" </dev/null; }
-sb_udp() { echo "$3" | sb_in /bin/busybox nc -u -w 1 "$1" "$2"; }
+# sb_udp ADDR PORT MARKER: one UDP datagram holding MARKER from inside (a TFTP read request).
+sb_udp() { sb_in /bin/busybox timeout 3 /bin/busybox tftp -g -r "$3" -l /tmp/sbx-tftp "$1" "$2"; }
 sb_logged() { aictl sandbox log "$SB" | grep -E "$1"; }
 
 sb_service() {
@@ -67,8 +82,9 @@ sb_core_checks() {  # $1: when (a word for the check names)
     check "sandbox ($1): the allowed IPv6 address ([fd09::2]:80) answers" sb_get "http://[fd09::2]/"
     check "sandbox ($1): another port of the same address (10.9.0.2:81) is refused" sb_refused http://10.9.0.2:81/
     check "sandbox ($1): IPv6 on another port ([fd09::2]:81) is refused" sb_refused "http://[fd09::2]:81/"
-    check "sandbox ($1): another address (the host's 10.9.0.1:22) is refused" sb_nc_refused 10.9.0.1 22
-    check "sandbox ($1): the host's IPv6 address (fd09::1:22) is refused" sb_nc_refused fd09::1 22
+    # pasta maps 169.254.1.2 in the container to the host (podman's --map-guest-addr).
+    check "sandbox ($1): the host itself (169.254.1.2:22, pasta's address for it) is refused" sb_nc_refused 169.254.1.2 22
+    check "sandbox ($1): the host's other address (10.0.2.15:22) is refused" sb_nc_refused 10.0.2.15 22
 }
 
 if [ "$PHASE" = first-boot ]; then
@@ -92,6 +108,7 @@ if [ "$PHASE" = first-boot ]; then
     section "sandbox: egress from inside the rootless container"
     sb_core_checks "first start"
     sb_udp_listen 5353
+    sleep 1
     sb_udp 10.9.0.2 5353 sbx-udp-allowed
     check "sandbox: the allowed UDP destination (10.9.0.2:5353/udp) receives" \
         wait_for 10 grep -q sbx-udp-allowed /tmp/sbx-udp.5353
@@ -100,15 +117,21 @@ if [ "$PHASE" = first-boot ]; then
     sb_udp 10.9.0.2 80 sbx-udp-tcp-only
     check "sandbox: another UDP port (10.9.0.2:5354/udp) receives nothing" \
         sh -c "sleep 2; ! grep -q sbx-udp-denied /tmp/sbx-udp.5354"
+    # pasta sends ICMP through ping sockets, which the account may open only if its group is in
+    # ping_group_range (Debian's default lets no one): allowed here, so that nftables decides.
+    sb_ping_range=$(sysctl -n net.ipv4.ping_group_range)
+    sysctl -qw net.ipv4.ping_group_range="0 2147483647"
     check "sandbox: ping (ICMP) to an allowed address is refused" sh -c "! nsenter -t $(sb_pid) -a /bin/busybox ping -c 1 -W 3 10.9.0.2"
-    check "sandbox: DNS through pasta's forwarder is refused (no resolver listed)" \
-        sh -c "! nsenter -t $(sb_pid) -a /bin/busybox nslookup -timeout=3 example.org"
+    sysctl -qw net.ipv4.ping_group_range="$sb_ping_range"
+    sb_in /bin/busybox timeout 5 /bin/busybox nslookup example.org 10.9.0.2
+    check "sandbox: DNS to a resolver not listed (10.9.0.2:53/udp) is refused and logged" \
+        wait_for 10 sb_logged 'denied +udp +10\.9\.0\.2 +53$'
 
     section "sandbox: every attempt in the journal with its verdict"
     check "aictl sandbox log: the allowed TCP connection" wait_for 10 sb_logged 'allowed +tcp +10\.9\.0\.2 +80$'
     check "aictl sandbox log: the refused port" sb_logged 'denied +tcp +10\.9\.0\.2 +81$'
     check "aictl sandbox log: the refused IPv6 port" sb_logged 'denied +tcp +fd09::2 +81$'
-    check "aictl sandbox log: the refused host" sb_logged 'denied +tcp +10\.9\.0\.1 +22$'
+    check "aictl sandbox log: the refused host" sb_logged 'denied +tcp +10\.0\.2\.15 +22$'
     check "aictl sandbox log: the allowed UDP flow" sb_logged 'allowed +udp +10\.9\.0\.2 +5353$'
     check "aictl sandbox log: the refused UDP port and UDP where only TCP is listed" \
         sh -c "aictl sandbox log $SB | grep -E 'denied +udp +10\.9\.0\.2 +5354$' && aictl sandbox log $SB | grep -E 'denied +udp +10\.9\.0\.2 +80$'"
@@ -140,10 +163,12 @@ if [ "$PHASE" = first-boot ]; then
     check "$SB left no container behind" no_container "$SB"
     check "$SB: the stopped unit's cgroup is out of the map" \
         sh -c "[ \$(nft -j list map inet aicontainers services | jq '[.nftables[].map.elem // empty | .[]] | length') = 0 ]"
+    sb_untargets
 else
     section "sandbox: after a reboot"
     check "target namespace again" sb_targets
     check "systemctl start $SB (tables installed by its unit)" systemctl start "$SB"
     sb_core_checks "after a reboot"
     systemctl stop "$SB"
+    sb_untargets
 fi
