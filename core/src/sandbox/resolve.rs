@@ -16,15 +16,18 @@ pub fn hosts_path(name: &str) -> String {
     format!("{HOSTS_DIR}/{name}.hosts")
 }
 
+/// Each name of the allowlist with the addresses it resolved to.
+pub type Pinned = BTreeMap<String, BTreeSet<IpAddr>>;
+
 /// Resolves every name with `lookup` (the system's resolver in [`system_lookup`]) and returns
 /// the allowed destinations and the names with their addresses. A name that resolves to nothing
 /// is an error: the service would start with less than the sysadmin wrote.
 pub fn resolve(
     egress: &[Egress],
     lookup: impl Fn(&str) -> Result<Vec<IpAddr>, String>,
-) -> Result<(Vec<Allowed>, BTreeMap<String, BTreeSet<IpAddr>>), String> {
+) -> Result<(Vec<Allowed>, Pinned), String> {
     let mut allowed = BTreeSet::new();
-    let mut names: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
+    let mut names = Pinned::new();
     for e in egress {
         let addrs = match &e.host {
             Host::Ip(ip) => vec![*ip],
@@ -55,7 +58,7 @@ pub fn system_lookup(name: &str) -> Result<Vec<IpAddr>, String> {
 }
 
 /// The container's `/etc/hosts`: localhost and every pinned name.
-pub fn hosts_file(service: &str, names: &BTreeMap<String, BTreeSet<IpAddr>>) -> String {
+pub fn hosts_file(service: &str, names: &Pinned) -> String {
     let mut out = format!(
         "# Written by aictl sandbox allow for {service}: the names of sandbox.egress, resolved on the host.\n127.0.0.1\tlocalhost\n::1\tlocalhost\n"
     );
