@@ -38,11 +38,13 @@ install: build
 	install -dm755 $(DESTDIR)$(UNITDIR)
 	sed 's|@AICTL@|$(BINDIR)/aictl|' units/aicontainers-model@.service > $(DESTDIR)$(UNITDIR)/aicontainers-model@.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/aicontainers-model@.service
+	install -m644 units/aicontainers-agents.slice $(DESTDIR)$(UNITDIR)/aicontainers-agents.slice
 	install -dm755 $(DESTDIR)$(SYSCONFDIR)/aicontainers
 	install -Dm644 man/aicontainers.toml.5 $(DESTDIR)$(MANDIR)/man5/aicontainers.toml.5
 	install -Dm644 man/aictl.1 $(DESTDIR)$(MANDIR)/man1/aictl.1
 	install -Dm644 man/aicontainers-preflight.7 $(DESTDIR)$(MANDIR)/man7/aicontainers-preflight.7
 	install -Dm644 docs/models.md $(DESTDIR)$(DOCDIR)/models.md
+	install -Dm644 docs/sandbox.md $(DESTDIR)$(DOCDIR)/sandbox.md
 	install -Dm644 man/aicontainers-generator.8 $(DESTDIR)$(MANDIR)/man8/aicontainers-generator.8
 	install -dm755 $(DESTDIR)$(DOCDIR)/examples
 	cp -r examples/. $(DESTDIR)$(DOCDIR)/examples/
@@ -69,6 +71,7 @@ install: build
 uninstall:
 	rm -f $(DESTDIR)$(GENERATORDIR)/aicontainers-generator $(DESTDIR)$(BINDIR)/aictl \
 	      $(DESTDIR)$(TMPFILESDIR)/aicontainers.conf $(DESTDIR)$(UNITDIR)/aicontainers-model@.service \
+	      $(DESTDIR)$(UNITDIR)/aicontainers-agents.slice \
 	      $(DESTDIR)$(MANDIR)/man5/aicontainers.toml.5 $(DESTDIR)$(MANDIR)/man1/aictl.1 \
 	      $(DESTDIR)$(MANDIR)/man8/aicontainers-generator.8 $(DESTDIR)$(MANDIR)/man7/aicontainers-preflight.7
 	rm -f $(DESTDIR)$(LIBEXECDIR)/aicontainersd $(DESTDIR)$(SYSTEMUNITDIR)/aicontainersd.service $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-preflight.service \

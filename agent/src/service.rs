@@ -33,6 +33,11 @@ pub struct ServiceInfo {
     pub image: String,
     pub gpus: Vec<String>,
     pub numa_nodes: Vec<u32>,
+    /// `[sandbox] egress` as written, one entry each; empty for a service that is not
+    /// sandboxed (see `sandbox`).
+    pub egress: Vec<String>,
+    /// Whether the service runs sandboxed.
+    pub sandboxed: bool,
     /// Why the service cannot run (`file:line:col: key: reason`); empty when it is valid.
     pub problems: Vec<String>,
 }
@@ -55,6 +60,12 @@ impl ServiceInfo {
                     image: service.image.clone(),
                     gpus: place.gpus,
                     numa_nodes: place.numa_nodes,
+                    egress: service
+                        .sandbox
+                        .as_ref()
+                        .map(|s| s.egress.iter().map(|e| e.to_string()).collect())
+                        .unwrap_or_default(),
+                    sandboxed: service.sandbox.is_some(),
                     problems: Vec::new(),
                 },
             );
@@ -71,6 +82,8 @@ impl ServiceInfo {
                     image: String::new(),
                     gpus: Vec::new(),
                     numa_nodes: Vec::new(),
+                    egress: Vec::new(),
+                    sandboxed: false,
                     problems: failed.diagnostics.iter().map(|d| d.to_string()).collect(),
                 },
             );
@@ -135,6 +148,10 @@ pub trait Service1 {
     fn preflight_checked_at(&self) -> zbus::Result<u64>;
     #[zbus(allow_interactive_auth)]
     fn preflight(&self) -> zbus::Result<Vec<Check>>;
+    #[zbus(property)]
+    fn sandbox(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn egress(&self) -> zbus::Result<Vec<String>>;
 }
 
 /// One service on the bus.
@@ -297,6 +314,19 @@ impl ServiceObject {
         }
         preflight::emit(conn, emitter.path(), &ctx.records, &self.info.name).await?;
         Ok(self.ctx.records.problems(&self.info.name))
+    }
+
+    /// `sandboxed` when the service runs sandboxed (`[sandbox]`, docs/sandbox.md), else `none`.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn sandbox(&self) -> String {
+        if self.info.sandboxed { "sandboxed" } else { "none" }.to_owned()
+    }
+
+    /// Where a sandboxed service may open connections, as its file lists them
+    /// (`HOST:PORT[/udp]`); names are resolved when it starts.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn egress(&self) -> Vec<String> {
+        self.info.egress.clone()
     }
 
     /// Starts the unit and returns when systemd's job is done. Needs root or polkit action

@@ -19,9 +19,13 @@ async fn status_shows_a_table_and_json_to_anyone() {
     let text = said(&got);
     assert!(got.status.success(), "{text}");
     let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(lines[0], vec!["NAME", "STATE", "ACCOUNT", "GPUS", "NUMA", "IMAGE"], "{text}");
-    assert_eq!(lines[1], vec!["broken", "inactive", "-", "-", "-", "-"], "{text}");
-    assert_eq!(lines[2], vec!["web", "inactive", "nobody", "nvidia.com/gpu=0", "0", "localhost/web:1"], "{text}");
+    assert_eq!(lines[0], vec!["NAME", "STATE", "ACCOUNT", "GPUS", "NUMA", "SANDBOX", "IMAGE"], "{text}");
+    assert_eq!(lines[1], vec!["broken", "inactive", "-", "-", "-", "-", "-"], "{text}");
+    assert_eq!(
+        lines[2],
+        vec!["web", "inactive", "nobody", "nvidia.com/gpu=0", "0", "sandboxed", "localhost/web:1"],
+        "{text}"
+    );
     assert!(
         text.contains("broken: cannot run, its files are invalid: see `aictl validate --service broken`"),
         "{text}"
@@ -38,6 +42,8 @@ async fn status_shows_a_table_and_json_to_anyone() {
     assert_eq!(web["account"], "nobody");
     assert_eq!(web["uid"], 65534);
     assert_eq!(web["gpus"], serde_json::json!(["nvidia.com/gpu=0"]));
+    assert_eq!(web["sandbox"], "sandboxed");
+    assert_eq!(web["egress"], serde_json::json!(["llm.internal:8080", "[fd00::7]:443"]));
     assert_eq!(web["numa_nodes"], serde_json::json!([0]));
     assert_eq!(web["image"], "localhost/web:1");
 

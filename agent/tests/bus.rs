@@ -115,8 +115,14 @@ async fn ready_and_every_service_with_its_properties() {
     );
     assert!(Vec::<String>::try_from(web["Problems"].try_clone().unwrap()).unwrap().is_empty());
     assert!(string(&web, "SourcePath").ends_with("/etc/aicontainers/web.toml"));
+    assert_eq!(string(&web, "Sandbox"), "sandboxed");
+    assert_eq!(
+        Vec::<String>::try_from(web["Egress"].try_clone().unwrap()).unwrap(),
+        vec!["llm.internal:8080", "[fd00::7]:443"]
+    );
 
     let broken = props(&rig, &service_path("broken")).await;
+    assert_eq!(string(&broken, "Sandbox"), "none");
     let problems = Vec::<String>::try_from(broken["Problems"].try_clone().unwrap()).unwrap();
     assert!(problems.iter().any(|p| p.contains("broken.toml:4:1: service.comand")), "{problems:?}");
 

@@ -26,7 +26,7 @@ const ACT_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[derive(Subcommand, Debug)]
 pub enum LiveCommand {
-    /// Show every service with its live state, account, GPUs, NUMA nodes and image (from aicontainersd).
+    /// Show every service with its live state, account, GPUs, NUMA nodes, sandbox and image (from aicontainersd).
     Status {
         /// Only these services.
         names: Vec<String>,
@@ -75,6 +75,9 @@ struct Row {
     uid: Option<u32>,
     gpus: Vec<String>,
     numa_nodes: Vec<u32>,
+    /// `sandboxed` or `none` (`-` from an agent without sandboxes).
+    sandbox: String,
+    egress: Vec<String>,
     image: String,
     source_path: String,
     problems: Vec<String>,
@@ -163,6 +166,8 @@ fn row(props: &HashMap<String, OwnedValue>) -> Row {
         uid: take::<u32>(props, "Uid").filter(|u| *u != u32::MAX),
         gpus: take(props, "Gpus").unwrap_or_default(),
         numa_nodes: take(props, "NumaNodes").unwrap_or_default(),
+        sandbox: take::<String>(props, "Sandbox").unwrap_or_else(|| "-".to_owned()),
+        egress: take(props, "Egress").unwrap_or_default(),
         image: text("Image"),
         source_path: text("SourcePath"),
         problems: take(props, "Problems").unwrap_or_default(),
@@ -207,7 +212,8 @@ async fn status(names: &[String], json: bool) -> Result<ExitCode, String> {
 
 fn print_table(rows: &[Row]) {
     let dash = |s: String| if s.is_empty() { "-".to_owned() } else { s };
-    let mut table: Vec<[String; 6]> = vec![["NAME", "STATE", "ACCOUNT", "GPUS", "NUMA", "IMAGE"].map(String::from)];
+    let mut table: Vec<[String; 7]> =
+        vec![["NAME", "STATE", "ACCOUNT", "GPUS", "NUMA", "SANDBOX", "IMAGE"].map(String::from)];
     for r in rows {
         let numa: Vec<String> = r.numa_nodes.iter().map(u32::to_string).collect();
         // What the agent answers is escaped like every diagnostic: a cell holds one line.
@@ -218,10 +224,11 @@ fn print_table(rows: &[Row]) {
             e(dash(r.account.clone())),
             e(dash(r.gpus.join(","))),
             dash(numa.join(",")),
+            e(if r.sandbox == "sandboxed" { r.sandbox.clone() } else { "-".to_owned() }),
             e(dash(r.image.clone())),
         ]);
     }
-    let mut widths = [0usize; 6];
+    let mut widths = [0usize; 7];
     for line in &table {
         for (w, cell) in widths.iter_mut().zip(line) {
             *w = (*w).max(cell.chars().count());

@@ -27,6 +27,7 @@ mod live;
 mod manpage;
 mod model;
 mod preflight;
+mod sandbox;
 mod scan;
 mod size;
 
@@ -137,6 +138,11 @@ enum Command {
         #[command(subcommand)]
         command: export::ExportCommand,
     },
+    /// Sandboxed services ([sandbox]): their connection attempts (docs/sandbox.md).
+    Sandbox {
+        #[command(subcommand)]
+        command: sandbox::SandboxCommand,
+    },
     /// Check that services can start: CDI specs, the NVIDIA driver, SELinux, the account, podman
     /// (man 7 aicontainers-preflight). Exits 1 if any check reports an error.
     Preflight(preflight::PreflightArgs),
@@ -180,6 +186,7 @@ fn main() -> ExitCode {
         Command::Preflight(args) => preflight::run(args),
         Command::Scan(args) => scan::scan(args),
         Command::Sbom(args) => scan::sbom(args),
+        Command::Sandbox { command } => sandbox::run(command),
         Command::Live(command) => live::run(command),
         Command::ManpageSynopsis => {
             let mut cmd = Cli::command();

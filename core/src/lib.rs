@@ -22,6 +22,7 @@ pub mod podman;
 pub mod preflight;
 pub mod quadlet;
 pub mod render;
+pub mod sandbox;
 pub mod scan;
 pub mod source;
 pub mod spec;

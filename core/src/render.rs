@@ -135,8 +135,11 @@ fn container_section(
             u.set("AddDevice", Kind::Arg, name);
         }
     }
-    if service.read_only {
+    if service.read_only || service.sandbox.is_some() {
         u.set("ReadOnly", Kind::Text, "true");
+    }
+    if let Some(sandbox) = &service.sandbox {
+        sandbox_container(u, service, sandbox);
     }
     u.words("Label", &[format!("{LABEL_SERVICE}={}", service.name)]);
     let mut podman_args: Vec<String> = Vec::new();
@@ -246,6 +249,9 @@ fn service_section(
             u.words("ExecStartPre", &words);
         }
     }
+    if let Some(sandbox) = &service.sandbox {
+        sandbox_service(u, service, sandbox);
+    }
     // conmon exits 143 when systemd's SIGTERM reaches it on stop: that is a clean stop.
     u.set("SuccessExitStatus", Kind::Verbatim, "143");
     u.set("Restart", Kind::Verbatim, service.restart.as_systemd());
@@ -264,6 +270,33 @@ fn service_section(
     if let Some(pids) = service.resources.pids {
         u.set("TasksMax", Kind::Verbatim, &pids.to_string());
     }
+}
+
+/// The container side of a sandbox (docs/sandbox.md): a read-only root (podman mounts tmpfs on
+/// /tmp, /var/tmp and /run: `--read-only-tmpfs` is its default), no capabilities, no new
+/// privileges (setuid binaries gain nothing) and the names of the allowlist from the hosts file
+/// the unit's `ExecStartPre=` writes. Quadlet removes the container on stop (`--rm`) anyway.
+fn sandbox_container(u: &mut UnitWriter, service: &Service, _sandbox: &crate::spec::Sandbox) {
+    u.set("DropCapability", Kind::Arg, "all");
+    u.set("NoNewPrivileges", Kind::Text, "true");
+    let hosts = format!("{}:/etc/hosts:ro", crate::sandbox::resolve::hosts_path(&service.name));
+    u.set("Volume", Kind::Arg, &hosts);
+}
+
+/// The unit side of a sandbox: the agents' slice, the sets systemd keeps of the unit's cgroup,
+/// and the root helpers that install the allow sets before podman runs and take the cgroup
+/// out of them after it stops ("+": as root, whatever `User=` says).
+fn sandbox_service(u: &mut UnitWriter, service: &Service, sandbox: &crate::spec::Sandbox) {
+    u.set("Slice", Kind::Verbatim, crate::sandbox::SLICE);
+    u.set("NFTSet", Kind::Verbatim, &crate::sandbox::nft::nft_set_directive());
+    let mut words = vec![format!("+{}", crate::AICTL_PATH), "sandbox".into(), "allow".into(), service.name.clone()];
+    words.push("--".into());
+    words.extend(sandbox.egress.iter().map(|e| e.to_string()));
+    u.words("ExecStartPre", &words);
+    u.words(
+        "ExecStopPost",
+        &[format!("+{}", crate::AICTL_PATH), "sandbox".into(), "forget".into(), service.name.clone()],
+    );
 }
 
 #[cfg(test)]

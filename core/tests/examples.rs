@@ -101,7 +101,7 @@ fn one_bad_file_is_reported_and_the_others_are_still_planned() {
         .expect("write");
     let plan = generate::plan(&[dir.path()], &accounts(), PodmanVersion(5, 4, 0), &gpus());
     let names: Vec<&str> = plan.services.iter().map(|p| p.service.name.as_str()).collect();
-    assert_eq!(names, ["gpu-chat", "hello", "model-chat", "model-server"]);
+    assert_eq!(names, ["coding-agent", "gpu-chat", "hello", "model-chat", "model-server"]);
     let failed: Vec<String> = plan.failed.iter().flat_map(|f| f.diagnostics.iter().map(|d| d.to_string())).collect();
     let broken = dir.path().join("broken.toml");
     assert_eq!(

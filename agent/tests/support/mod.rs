@@ -276,7 +276,7 @@ impl Drop for Rig {
     }
 }
 
-pub const WEB: &str = "[service]\nimage = \"localhost/web:1\"\nrun-as = \"nobody\"\n\n[gpu]\ndevices = [\"nvidia.com/gpu=0\"]\nnuma = \"single-numa-node\"\n";
+pub const WEB: &str = "[service]\nimage = \"localhost/web:1\"\nrun-as = \"nobody\"\n\n[gpu]\ndevices = [\"nvidia.com/gpu=0\"]\nnuma = \"single-numa-node\"\n\n[sandbox]\negress = [\"llm.internal:8080\", \"[fd00::7]:443\"]\n";
 pub const BROKEN: &str = "[service]\nimage = \"localhost/web:1\"\nrun-as = \"nobody\"\ncomand = [\"x\"]\n";
 
 /// The limits of Debian's system bus (`/usr/share/dbus-1/system.conf` of dbus 1.14 in Debian 12

@@ -467,7 +467,23 @@ fn pod_spec(
     if let Some(probe) = probe(service, remarks) {
         container.insert("readinessProbe", probe);
     }
-    if service.read_only {
+    if let Some(sandbox) = &service.sandbox {
+        // The sandbox's hardening has its Kubernetes spelling; its egress allowlist does not
+        // (a NetworkPolicy is enforced, or not, by the cluster's network plugin).
+        container.insert(
+            "securityContext",
+            map([
+                ("readOnlyRootFilesystem", Yaml::from(true)),
+                ("allowPrivilegeEscalation", Yaml::from(false)),
+                ("capabilities", map([("drop", Yaml::Seq(vec![Yaml::from("ALL")]))])),
+            ]),
+        );
+        let egress: Vec<String> = sandbox.egress.iter().map(|e| e.to_string()).collect();
+        remarks.warn(format!(
+            "[sandbox] egress = [{}] is not exported: write a NetworkPolicy for it (enforced only where the cluster's network plugin supports NetworkPolicy; names need the plugin's FQDN policies)",
+            egress.join(", ")
+        ));
+    } else if service.read_only {
         container.insert("securityContext", map([("readOnlyRootFilesystem", Yaml::from(true))]));
     }
     if !mounts.is_empty() {

@@ -13,8 +13,8 @@ use super::section::*;
 use super::types::*;
 
 /// Top-level sections, and the ones reserved for later versions (parsed as errors that say so).
-const TOP_KEYS: &[&str] = &["format", "service", "gpu", "resources", "health", "model"];
-const RESERVED_TOP: &[(&str, &str)] = &[("sandbox", "agent sandboxes are planned for a later version of aicontainers")];
+const TOP_KEYS: &[&str] = &["format", "service", "gpu", "resources", "health", "model", "sandbox"];
+const RESERVED_TOP: &[(&str, &str)] = &[];
 const SERVICE_KEYS: &[&str] = &[
     "description",
     "image",
@@ -33,6 +33,9 @@ const SERVICE_KEYS: &[&str] = &[
 const GPU_KEYS: &[&str] = &["devices", "count", "numa", "shared"];
 const RESOURCE_KEYS: &[&str] = &["memory", "cpus", "pids"];
 const HEALTH_KEYS: &[&str] = &["command", "interval", "timeout", "retries", "start-period"];
+const SANDBOX_KEYS: &[&str] = &["egress", "memory", "cpus", "pids"];
+/// A sandboxed service's process limit when neither `[sandbox]` nor `[resources]` sets one.
+pub const SANDBOX_DEFAULT_PIDS: u64 = 512;
 const MODEL_KEYS: &[&str] = &["source", "mount", "name", "sha256"];
 
 /// Checks a merged document and builds the service. `origin` is the main file's whole-document
@@ -66,7 +69,11 @@ pub fn from_table(
 
     let s = read_service(&top, root, origin, partial, &mut diags);
     let gpu = top.table("gpu", &mut diags).map(|t| read_gpu(&top, t, origin, partial, &mut diags));
-    let resources = top.table("resources", &mut diags).map(|t| read_resources(t, &mut diags)).unwrap_or_default();
+    let resources_table = top.table("resources", &mut diags);
+    let mut resources = resources_table.map(|t| read_resources(t, &mut diags)).unwrap_or_default();
+    let sandbox = top
+        .table("sandbox", &mut diags)
+        .map(|t| read_sandbox(name, &top, t, resources_table, &mut resources, &mut diags));
     let health = top.table("health", &mut diags).and_then(|t| read_health(&top, t, origin, partial, &mut diags));
     let models = models(&top, &s.volumes, &mut diags);
     check_exec_line(&s, health.as_ref(), &mut diags);
@@ -97,6 +104,7 @@ pub fn from_table(
         resources,
         health,
         models,
+        sandbox,
     })
 }
 
@@ -326,11 +334,20 @@ fn read_gpu(top: &Section<'_>, t: &Table, origin: &Origin, partial: bool, diags:
 
 /// `[resources]`.
 fn read_resources(t: &Table, diags: &mut Vec<Diagnostic>) -> Resources {
-    let r = Section::new("resources", t, RESOURCE_KEYS, diags);
+    let _ = Section::new("resources", t, RESOURCE_KEYS, diags);
+    read_resources_keys("resources", t, diags)
+}
+
+/// The limit keys of `[resources]`, which `[sandbox]` takes too, read in section `prefix`
+/// (unknown keys are reported by the caller's `Section`).
+fn read_resources_keys(prefix: &str, t: &Table, diags: &mut Vec<Diagnostic>) -> Resources {
+    let mut ignored = Vec::new();
+    let r = Section::new(prefix, t, RESOURCE_KEYS, &mut ignored);
+    let key = |k: &str| format!("{prefix}.{k}");
     let memory = r.string("memory", diags).and_then(|(m, origin)| match check_bytes(&m) {
         Ok(()) => Some(m),
         Err(why) => {
-            diags.push(origin.error("resources.memory", why));
+            diags.push(origin.error(&key("memory"), why));
             None
         }
     });
@@ -339,13 +356,75 @@ fn read_resources(t: &Table, diags: &mut Vec<Diagnostic>) -> Resources {
         Value::Integer(i) if (1..=100_000).contains(&i) => Some(i as f64),
         _ => {
             diags.push(
-                e.node.origin.error("resources.cpus", "expected a number of CPUs of at least 0.01, such as 2 or 0.5"),
+                e.node.origin.error(&key("cpus"), "expected a number of CPUs of at least 0.01, such as 2 or 0.5"),
             );
             None
         }
     });
     let pids = r.integer("pids", 1, i64::MAX, diags).map(|p| p as u64);
     Resources { memory, cpus, pids }
+}
+
+/// `[sandbox]`: the egress allowlist and the limits, which go to `resources` (a limit set in
+/// both sections is refused: one place says what binds the service).
+fn read_sandbox(
+    name: &str,
+    top: &Section<'_>,
+    t: &Table,
+    resources_table: Option<&Table>,
+    resources: &mut Resources,
+    diags: &mut Vec<Diagnostic>,
+) -> Sandbox {
+    use crate::sandbox::egress::{Egress, ENTRIES_MAX};
+    let s = Section::new("sandbox", t, SANDBOX_KEYS, diags);
+    if name.len() > crate::sandbox::NAME_MAX {
+        if let Some(e) = top.get("sandbox") {
+            diags.push(e.key_origin.error(
+                "sandbox",
+                format!(
+                    "a sandboxed service's name is at most {} bytes (it names the service in kernel log lines); `{name}` has {}",
+                    crate::sandbox::NAME_MAX,
+                    name.len()
+                ),
+            ));
+        }
+    }
+    let mut egress: Vec<Egress> = Vec::new();
+    let entries = s.strings("egress", diags).unwrap_or_default();
+    if entries.len() > ENTRIES_MAX {
+        if let Some(e) = s.get("egress") {
+            diags.push(
+                e.node
+                    .origin
+                    .error("sandbox.egress", format!("{} entries; at most {ENTRIES_MAX} are allowed", entries.len())),
+            );
+        }
+    }
+    for (entry, origin) in entries.into_iter().take(ENTRIES_MAX) {
+        match Egress::parse(&entry) {
+            Ok(e) if egress.contains(&e) => {
+                diags.push(origin.error("sandbox.egress", format!("`{entry}` is listed twice")))
+            }
+            Ok(e) => egress.push(e),
+            Err(why) => diags.push(origin.error("sandbox.egress", why)),
+        }
+    }
+    let limits = read_resources_keys("sandbox", t, diags);
+    let twice = |key: &str, diags: &mut Vec<Diagnostic>| {
+        if let (Some(e), true) = (t.get(key), resources_table.is_some_and(|r| r.contains_key(key))) {
+            diags.push(e.key_origin.error(
+                &format!("sandbox.{key}"),
+                format!("resources.{key} is set too: set the limit in one of the two sections"),
+            ));
+        }
+    };
+    for key in ["memory", "cpus", "pids"] {
+        twice(key, diags);
+    }
+    resources.memory = resources.memory.take().or(limits.memory);
+    resources.cpus = resources.cpus.or(limits.cpus);
+    resources.pids = resources.pids.or(limits.pids).or(Some(SANDBOX_DEFAULT_PIDS));
+    Sandbox { egress }
 }
 
 /// `[health]`: the check command and its schedule.

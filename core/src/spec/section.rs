@@ -8,7 +8,7 @@ use crate::unit::{self, Kind};
 use super::check::parse_duration;
 
 /// Top-level keys that are neither valid nor unknown: reported by `RESERVED_TOP`.
-pub(super) const RESERVED_NAMES: &[&str] = &["sandbox"];
+pub(super) const RESERVED_NAMES: &[&str] = &[];
 
 /// Reads the keys of one table, remembering which were used so the rest can be reported.
 pub(super) struct Section<'a> {

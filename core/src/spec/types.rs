@@ -133,6 +133,14 @@ pub struct Health {
     pub start_period: Option<String>,
 }
 
+/// `[sandbox]`: the service runs sandboxed (docs/sandbox.md). Its limits are folded into
+/// [`Resources`] when the file is read.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Sandbox {
+    /// Where new connections may go; everything else is denied and logged.
+    pub egress: Vec<crate::sandbox::Egress>,
+}
+
 /// One service, as every layer of its files together describe it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Service {
@@ -160,4 +168,6 @@ pub struct Service {
     pub health: Option<Health>,
     /// `[[model]]` entries, in file order.
     pub models: Vec<Model>,
+    /// `[sandbox]`, when the service runs sandboxed.
+    pub sandbox: Option<Sandbox>,
 }

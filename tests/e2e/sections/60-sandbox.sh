@@ -1,0 +1,174 @@
+# shellcheck shell=bash
+# Sandboxed services ([sandbox], docs/sandbox.md): targets in a network namespace this section
+# creates (veth, IPv4 and IPv6, TCP and UDP); from inside the sandboxed rootless container the
+# listed destinations answer and everything else is refused and logged; it holds after a
+# restart of the service and of the agent, fails closed when the table is flushed or deleted,
+# and a process with every capability of the container's user namespace cannot lift it.
+# The probes run inside the container with nsenter into all its namespaces (as the container's
+# root: more than the service itself holds, since its capabilities are dropped).
+
+SB=sbx
+SB_TGT=aic-sbx-tgt
+
+# The target namespace: 10.9.0.2 / fd09::2 with web servers on 80 and 81; the host side is
+# 10.9.0.1 / fd09::1 (networkd leaves the link alone). pasta gives the container the addresses
+# and routes of the host's interface with the default route, and the VM has none for IPv4 (its
+# IPv6 one goes nowhere): default routes through the target, for this section only.
+sb_targets() {
+    sb_untargets
+    grep -q ' target.sbx.test$' /etc/hosts || echo "10.9.0.2 target.sbx.test" >> /etc/hosts
+    mkdir -p /run/systemd/network /tmp/sbx-www
+    printf '[Match]\nName=sbx0\n[Link]\nUnmanaged=yes\n' > /run/systemd/network/10-sbx0.network
+    networkctl reload
+    echo "sandbox target" > /tmp/sbx-www/index.html
+    ip netns add "$SB_TGT" &&
+        ip link add sbx0 type veth peer name sbx1 &&
+        ip link set sbx1 netns "$SB_TGT" &&
+        ip addr add 10.9.0.1/24 dev sbx0 &&
+        ip -6 addr add fd09::1/64 dev sbx0 nodad &&
+        ip link set sbx0 up &&
+        ip -n "$SB_TGT" addr add 10.9.0.2/24 dev sbx1 &&
+        ip -n "$SB_TGT" -6 addr add fd09::2/64 dev sbx1 nodad &&
+        ip -n "$SB_TGT" link set sbx1 up &&
+        ip -n "$SB_TGT" link set lo up &&
+        ip netns exec "$SB_TGT" busybox httpd -p 80 -h /tmp/sbx-www &&
+        ip netns exec "$SB_TGT" busybox httpd -p 81 -h /tmp/sbx-www &&
+        ip route add default via 10.9.0.2 dev sbx0 metric 100 &&
+        ip -6 route add default via fd09::2 dev sbx0 metric 100
+}
+# A UDP listener in the target namespace that writes the first datagram it gets to
+# /tmp/sbx-udp.PORT (busybox nc has no UDP mode).
+sb_udp_listen() {
+    rm -f "/tmp/sbx-udp.$1"
+    ip netns exec "$SB_TGT" timeout 60 python3 -c 'import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("10.9.0.2", int(sys.argv[1])))
+sys.stdout.write(s.recv(512).decode("ascii", "replace")); sys.stdout.flush()' "$1" > "/tmp/sbx-udp.$1" &
+}
+sb_untargets() {
+    ip route del default via 10.9.0.2 dev sbx0 metric 100 2>/dev/null
+    ip -6 route del default via fd09::2 dev sbx0 metric 100 2>/dev/null
+    ip netns del "$SB_TGT" 2>/dev/null
+    ip link del sbx0 2>/dev/null
+    rm -f /run/systemd/network/10-sbx0.network
+}
+sb_pid() { as_account podman inspect -f '{{.State.Pid}}' "$SB"; }
+# sb_in CMD...: runs CMD inside the container (all its namespaces, as its root).
+sb_in() { nsenter -t "$(sb_pid)" -a "$@"; }
+sb_get() { sb_in /bin/busybox wget -q -T 5 -O - "$1" | grep -q 'sandbox target'; }
+sb_refused() { ! sb_in /bin/busybox wget -q -T 5 -O - "$1"; }
+sb_nc_refused() { ! sb_in /bin/busybox nc -w 5 "$1" "$2" </dev/null; }
+# sb_udp ADDR PORT MARKER: one UDP datagram holding MARKER from inside (a TFTP read request).
+sb_udp() { sb_in /bin/busybox timeout 3 /bin/busybox tftp -g -r "$3" -l /tmp/sbx-tftp "$1" "$2"; }
+sb_logged() { aictl sandbox log "$SB" | grep -E "$1"; }
+
+sb_service() {
+    cat > /etc/aicontainers/$SB.toml <<'TOML'
+[service]
+image = "localhost/busybox:latest"
+command = ["sleep", "100000"]
+run-as = "aimodels"
+
+[sandbox]
+egress = ["target.sbx.test:80", "[fd09::2]:80", "10.9.0.2:5353/udp"]
+pids = 64
+memory = "256M"
+TOML
+}
+
+sb_core_checks() {  # $1: when (a word for the check names)
+    check "sandbox ($1): an allowed name (target.sbx.test:80, pinned in /etc/hosts) answers from inside" \
+        wait_for 30 sb_get http://target.sbx.test/
+    check "sandbox ($1): the allowed IPv6 address ([fd09::2]:80) answers" sb_get "http://[fd09::2]/"
+    check "sandbox ($1): another port of the same address (10.9.0.2:81) is refused" sb_refused http://10.9.0.2:81/
+    check "sandbox ($1): IPv6 on another port ([fd09::2]:81) is refused" sb_refused "http://[fd09::2]:81/"
+    # pasta maps 169.254.1.2 in the container to the host (podman's --map-guest-addr).
+    check "sandbox ($1): the host itself (169.254.1.2:22, pasta's address for it) is refused" sb_nc_refused 169.254.1.2 22
+    check "sandbox ($1): the host's other address (10.0.2.15:22) is refused" sb_nc_refused 10.0.2.15 22
+}
+
+if [ "$PHASE" = first-boot ]; then
+    section "sandbox: targets, the service, hardening"
+    check "target namespace with IPv4/IPv6 web servers on 80 and 81" sb_targets
+    sb_service
+    check "daemon-reload with $SB.toml" systemctl daemon-reload
+    check "aictl validate $SB.toml" aictl validate /etc/aicontainers/$SB.toml
+    check "systemctl start $SB" systemctl start "$SB"
+    check "$SB runs in aicontainers-agents.slice" sh -c "[ \$(systemctl show -P Slice $SB) = aicontainers-agents.slice ]"
+    check "$SB: the unit's pids and memory limits (TasksMax=64, MemoryMax=256M) are on its cgroup" \
+        sh -c "cg=/sys/fs/cgroup\$(systemctl show -P ControlGroup $SB); [ \$(cat \$cg/pids.max) = 64 ] && [ \$(cat \$cg/memory.max) = 268435456 ]"
+    check "aicontainers-agents.slice carries its aggregate limit (TasksMax=8192)" \
+        sh -c "[ \$(cat /sys/fs/cgroup/aicontainers.slice/aicontainers-agents.slice/pids.max) = 8192 ]"
+    check "$SB: no capabilities in the container (CapEff 0) and no new privileges" \
+        sh -c "grep -q '^CapEff:.*0000000000000000' /proc/$(sb_pid)/status && grep -q '^NoNewPrivs:.*1' /proc/$(sb_pid)/status"
+    check "$SB: the root file system is read-only, /tmp is writable scratch" \
+        sh -c "! nsenter -t $(sb_pid) -a /bin/busybox touch /sbx-probe && nsenter -t $(sb_pid) -a /bin/busybox touch /tmp/sbx-probe"
+    check "$SB: its /etc/hosts holds the pinned name" sb_in /bin/busybox grep -q '^10.9.0.2.target.sbx.test$' /etc/hosts
+
+    section "sandbox: egress from inside the rootless container"
+    sb_core_checks "first start"
+    sb_udp_listen 5353
+    sleep 1
+    sb_udp 10.9.0.2 5353 sbx-udp-allowed
+    check "sandbox: the allowed UDP destination (10.9.0.2:5353/udp) receives" \
+        wait_for 10 grep -q sbx-udp-allowed /tmp/sbx-udp.5353
+    sb_udp_listen 5354
+    sb_udp 10.9.0.2 5354 sbx-udp-denied
+    sb_udp 10.9.0.2 80 sbx-udp-tcp-only
+    check "sandbox: another UDP port (10.9.0.2:5354/udp) receives nothing" \
+        sh -c "sleep 2; ! grep -q sbx-udp-denied /tmp/sbx-udp.5354"
+    # pasta sends ICMP through ping sockets, which the account may open only if its group is in
+    # ping_group_range (Debian's default lets no one): allowed here, so that nftables decides.
+    sb_ping_range=$(sysctl -n net.ipv4.ping_group_range)
+    sysctl -qw net.ipv4.ping_group_range="0 2147483647"
+    check "sandbox: ping (ICMP) to an allowed address is refused" sh -c "! nsenter -t $(sb_pid) -a /bin/busybox ping -c 1 -W 3 10.9.0.2"
+    sysctl -qw net.ipv4.ping_group_range="$sb_ping_range"
+    sb_in /bin/busybox timeout 5 /bin/busybox nslookup example.org 10.9.0.2
+    check "sandbox: DNS to a resolver not listed (10.9.0.2:53/udp) is refused and logged" \
+        wait_for 10 sb_logged 'denied +udp +10\.9\.0\.2 +53$'
+
+    section "sandbox: every attempt in the journal with its verdict"
+    check "aictl sandbox log: the allowed TCP connection" wait_for 10 sb_logged 'allowed +tcp +10\.9\.0\.2 +80$'
+    check "aictl sandbox log: the refused port" sb_logged 'denied +tcp +10\.9\.0\.2 +81$'
+    check "aictl sandbox log: the refused IPv6 port" sb_logged 'denied +tcp +fd09::2 +81$'
+    check "aictl sandbox log: the refused host" sb_logged 'denied +tcp +10\.0\.2\.15 +22$'
+    check "aictl sandbox log: the allowed UDP flow" sb_logged 'allowed +udp +10\.9\.0\.2 +5353$'
+    check "aictl sandbox log: the refused UDP port and UDP where only TCP is listed" \
+        sh -c "aictl sandbox log $SB | grep -E 'denied +udp +10\.9\.0\.2 +5354$' && aictl sandbox log $SB | grep -E 'denied +udp +10\.9\.0\.2 +80$'"
+    check "aictl sandbox log: ICMP refused" sb_logged 'denied +icmp +10\.9\.0\.2 +-$'
+    aictl sandbox log "$SB" 2>&1 | tail -12 | sed 's/^/    > /'
+
+    section "sandbox: it holds after restarts"
+    check "systemctl restart $SB" systemctl restart "$SB"
+    sb_core_checks "after systemctl restart"
+    check "only the running unit's cgroup is in the sets (the old one was taken out)" \
+        sh -c "[ \$(nft -j list set inet aicontainers sandboxed | jq '[.nftables[].set.elem // empty | .[]] | length') = 1 ]"
+    check "systemctl restart aicontainersd" systemctl restart aicontainersd
+    check "sandbox (after the agent restarts): 10.9.0.2:81 still refused" sb_refused http://10.9.0.2:81/
+    check "sandbox (after the agent restarts): target.sbx.test:80 still answers" sb_get http://target.sbx.test/
+
+    section "sandbox: fails closed"
+    check "nft flush table inet aicontainers" nft flush table inet aicontainers
+    check "sandbox (table flushed): the allowed destination is refused too" sb_refused http://10.9.0.2/
+    check "nft delete table inet aicontainers" nft delete table inet aicontainers
+    check "sandbox (table deleted): the allowed destination is refused too" sb_refused http://10.9.0.2/
+    check "sandbox (table deleted): other destinations stay refused" sb_refused http://10.9.0.2:81/
+    check "systemctl restart $SB puts the tables back" systemctl restart "$SB"
+    check "sandbox (tables back): target.sbx.test:80 answers again" wait_for 30 sb_get http://target.sbx.test/
+    check "a root process inside the container's namespaces cannot reach the host's ruleset (its netns is its own)" \
+        sh -c "nsenter -t $(sb_pid) -a /bin/busybox ip link set lo down; nsenter -t $(sb_pid) -a /bin/busybox ip link set lo up; nft list table inet aicontainers_guard >/dev/null"
+    check "sandbox (after the container's root changed its own network): 10.9.0.2:81 still refused" sb_refused http://10.9.0.2:81/
+
+    check "systemctl stop $SB" systemctl stop "$SB"
+    check "$SB left no container behind" no_container "$SB"
+    check "$SB: the stopped unit's cgroup is out of the map" \
+        sh -c "[ \$(nft -j list map inet aicontainers services | jq '[.nftables[].map.elem // empty | .[]] | length') = 0 ]"
+    sb_untargets
+else
+    section "sandbox: after a reboot"
+    check "target namespace again" sb_targets
+    check "systemctl start $SB (tables installed by its unit)" systemctl start "$SB"
+    sb_core_checks "after a reboot"
+    systemctl stop "$SB"
+    sb_untargets
+fi
