@@ -27,5 +27,6 @@ pub mod preflight;
 pub mod service;
 pub mod systemd;
 pub mod units;
+pub mod usage;
 
 pub use errors::Error;

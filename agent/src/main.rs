@@ -84,7 +84,8 @@ async fn run(cli: Cli) -> Result<(), String> {
     let (jobs, _jobs) =
         systemd::follow_jobs(&systemd).await.map_err(|e| format!("cannot follow systemd's jobs: {e}"))?;
     let records = Arc::new(Records::new(&cli.root));
-    let ctx = Arc::new(Context { conn: conn.clone(), systemd, units, jobs, records });
+    let cgroup_mount = cli.root.join(aicontainers_agent::usage::CGROUP_MOUNT);
+    let ctx = Arc::new(Context { conn: conn.clone(), systemd, units, jobs, records, cgroup_mount });
     let agent = Arc::new(Agent::new(ctx, Host { root: cli.root.clone() }));
     let _reloads = agent.clone().follow_reloads().await.map_err(|e| format!("cannot follow systemd reloads: {e}"))?;
     let count = agent.rescan().await.map_err(|e| format!("cannot put the services on the bus: {e}"))?;
