@@ -67,6 +67,6 @@ mod tests {
         assert_eq!(cpu_time(250_000), "0.25s");
         assert_eq!(cpu_time(723_000_000), "12m03s");
         assert_eq!(cpu_time(11_220_000_000), "3h07m");
-        assert_eq!(cpu_time(u64::MAX - 1), "5124095576h30m");
+        assert_eq!(cpu_time(u64::MAX - 1), "5124095576h01m");
     }
 }
