@@ -248,7 +248,7 @@ fn row(props: &HashMap<String, OwnedValue>) -> Row {
 /// Every service the agent shows (only `names`, when not empty), by name, and what the agent
 /// says it cannot show.
 pub(crate) async fn fetch_rows(conn: &Connection, names: &[String]) -> Result<(Vec<Row>, Vec<String>), String> {
-    let om = ObjectManagerProxy::builder(&conn)
+    let om = ObjectManagerProxy::builder(conn)
         .destination(BUS_NAME)
         .and_then(|b| b.path(ROOT_PATH))
         .map_err(|e| e.to_string())?
