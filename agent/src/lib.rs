@@ -16,6 +16,7 @@
 //! `docs/agent.md`.
 
 pub mod auth;
+pub mod cli;
 pub mod errors;
 pub mod logging;
 pub mod manager;
