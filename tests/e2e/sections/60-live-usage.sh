@@ -1,9 +1,11 @@
 # shellcheck shell=bash
 # Live usage from each service's cgroup (aicontainersd's Service1.Usage): aictl status shows
 # MEM, CPU and OOM for a running service; the cpuset it reads is what placement gave, and a
-# change behind placement's back is reported as drift; a service that grows past its memory
-# limit is OOM-killed, systemd stops it (OOMPolicy=stop, the default), and the OOM column
-# counts it; aictl top prints its table when not on a terminal.
+# change behind placement's back is reported as drift; a process that grows past the service's
+# memory limit is OOM-killed and the OOM column counts it, both while the unit runs on (Quadlet
+# units have OOMPolicy=continue: systemd's default with Delegate=yes) and when a drop-in's
+# OOMPolicy=stop makes systemd stop the unit (Result=oom-kill); aictl top prints its table when
+# not on a terminal.
 [ "$PHASE" = first-boot ] || return 0
 
 section "live usage: aictl status MEM/CPU/OOM from the cgroup, drift, an OOM kill counted, aictl top"
@@ -14,11 +16,12 @@ command = ["sh", "-c", "exec sleep 100000"]
 run-as = "aimodels"
 restart = "no"
 TOML
-# Doubles a string until the kernel's OOM killer stops it at the unit's MemoryMax=.
+# A child shell doubles a string until the kernel's OOM killer stops it at the unit's
+# MemoryMax=; the container's main process lives on.
 cat > /etc/aicontainers/oom-hog.toml <<'TOML'
 [service]
 image = "localhost/busybox:latest"
-command = ["sh", "-c", "x=0123456789abcdef; while :; do x=$x$x; done"]
+command = ["sh", "-c", "(x=0123456789abcdef; while :; do x=$x$x; done); exec sleep 100000"]
 run-as = "aimodels"
 restart = "no"
 [resources]
@@ -48,15 +51,28 @@ check "a cpuset changed behind placement's back is reported as drift" \
 echo 0-1 > "$lu_cg/cpuset.cpus"
 check "put back, the drift is gone" sh -c "! aictl status gpu-chat | grep -q drift"
 
+check "systemctl start oom-hog" systemctl start oom-hog
+check "oom-hog's child exceeds the memory limit and is OOM-killed; the OOM column counts it, the unit runs on" \
+    wait_for 120 sh -c "aictl status oom-hog | awk 'NR == 2 && \$2 == \"active\" && \$5 >= 1 { ok = 1 } END { exit !ok }'"
+check "aictl status --json: the kill is this run's, from memory.events" \
+    sh -c "aictl status --json oom-hog | jq -e '.[0].usage | .state == \"running\" and .oom_kills_this_run >= 1 and .oom_kills == .oom_kills_this_run and .oom_stopped_runs == 0'"
+aictl status oom-hog | sed 's/^/    | /'
+journalctl -k --no-pager -o cat | grep -E 'Memory cgroup out of memory' | tail -1 | sed 's/^/    | /'
+
+# With OOMPolicy=stop systemd stops the unit at the kill and its cgroup goes: the agent counts
+# the run from systemd's Result.
+systemctl stop oom-hog
+mkdir -p /run/systemd/system/oom-hog.service.d
+printf '[Service]\nOOMPolicy=stop\n' > /run/systemd/system/oom-hog.service.d/50-oom-stop.conf
+systemctl daemon-reload
 systemctl start oom-hog 2>/dev/null
-check "oom-hog exceeds its memory limit: the kernel OOM-kills it and systemd stops it (Result=oom-kill)" \
+check "with OOMPolicy=stop, systemd stops oom-hog at the kill (Result=oom-kill)" \
     wait_for 120 sh -c "[ \"\$(systemctl show -P Result oom-hog)\" = oom-kill ]"
-check "the OOM column counts oom-hog's kill" wait_for 30 sh -c "aictl status oom-hog | awk 'NR == 2 && \$5 >= 1 { ok = 1 } END { exit !ok }'"
-check "aictl status --json: the run systemd stopped for an OOM kill" \
-    sh -c "aictl status --json oom-hog | jq -e '.[0].usage | .state == \"stopped\" and .oom_stopped_runs == 1 and .oom_kills >= 1'"
+check "the OOM column counts the run systemd stopped" \
+    wait_for 30 sh -c "aictl status --json oom-hog | jq -e '.[0].usage | .state == \"stopped\" and .oom_stopped_runs == 1 and .oom_kills >= 1'"
 aictl status oom-hog usage-idle | sed 's/^/    | /'
-journalctl -k --no-pager -o cat | grep -E 'Memory cgroup out of memory|oom-kill:' | tail -2 | sed 's/^/    | /'
 journalctl -u oom-hog --no-pager -o cat | grep -iE 'oom' | tail -2 | sed 's/^/    | /'
+rm -rf /run/systemd/system/oom-hog.service.d
 
 check "aictl top, not on a terminal, prints one table and exits" \
     sh -c "[ \"\$(aictl top | grep -c '^NAME ')\" = 1 ] && aictl top | grep -q '^usage-idle '"
