@@ -30,8 +30,8 @@ TOML
 check "daemon-reload with usage-idle and oom-hog" systemctl daemon-reload
 check "oom-hog's unit has MemoryMax=192M" sh -c "[ \"\$(systemctl show -P MemoryMax oom-hog)\" = $((192 * 1024 * 1024)) ]"
 check "systemctl start usage-idle" systemctl start usage-idle
-check "aictl status has the columns NAME STATE MEM CPU OOM ACCOUNT GPUS NUMA IMAGE" \
-    sh -c "[ \"\$(aictl status usage-idle | head -1 | tr -s ' ')\" = 'NAME STATE MEM CPU OOM ACCOUNT GPUS NUMA IMAGE' ]"
+check "aictl status has the columns NAME STATE MEM CPU OOM ACCOUNT GPUS NUMA SANDBOX IMAGE" \
+    sh -c "[ \"\$(aictl status usage-idle | head -1 | tr -s ' ')\" = 'NAME STATE MEM CPU OOM ACCOUNT GPUS NUMA SANDBOX IMAGE' ]"
 check "aictl status shows usage-idle's live memory, CPU time and no OOM kill" \
     wait_for 30 sh -c "aictl status usage-idle | awk 'NR == 2 && \$2 == \"active\" && \$3 ~ /^[0-9.]+[BKMG]\$/ && \$4 ~ /s\$/ && \$5 == 0 { ok = 1 } END { exit !ok }'"
 check "aictl status --json: usage read from systemd's cgroup of the unit, tasks and the cpuset" \
