@@ -16,6 +16,7 @@
 //! `docs/agent.md`.
 
 pub mod auth;
+pub mod cli;
 pub mod errors;
 pub mod logging;
 pub mod manager;
@@ -27,5 +28,6 @@ pub mod preflight;
 pub mod service;
 pub mod systemd;
 pub mod units;
+pub mod usage;
 
 pub use errors::Error;

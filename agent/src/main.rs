@@ -1,9 +1,9 @@
 //! `aicontainersd`: the aicontainers node agent (see `aicontainersd(8)` and docs/agent.md).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use aicontainers_agent::cli::Cli;
 use aicontainers_agent::manager::{Agent, Host, ManagerObject};
 use aicontainers_agent::models::{Models, ModelsObject};
 use aicontainers_agent::names::{BUS_NAME, MODELS_PATH, ROOT_PATH};
@@ -15,24 +15,6 @@ use aicontainers_agent::units::Units;
 use clap::Parser;
 use zbus::fdo::{ObjectManager, RequestNameFlags, RequestNameReply};
 use zbus::proxy::CacheProperties;
-
-#[derive(Parser, Debug)]
-#[command(name = "aicontainersd", version, about = "The aicontainers node agent on the system bus")]
-struct Cli {
-    /// Connect to this bus instead of the system bus (also: $DBUS_SYSTEM_BUS_ADDRESS).
-    #[arg(long, value_name = "ADDRESS")]
-    bus_address: Option<String>,
-    /// Read the service files and /etc/subuid, and keep the model cache, below this directory
-    /// instead of / (for tests).
-    #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
-    root: PathBuf,
-    /// Pull models at most this many bytes per second per download (default: no limit).
-    #[arg(long, value_name = "BYTES")]
-    models_limit_rate: Option<u64>,
-    /// More log output: -v debug, -vv trace.
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -84,7 +66,8 @@ async fn run(cli: Cli) -> Result<(), String> {
     let (jobs, _jobs) =
         systemd::follow_jobs(&systemd).await.map_err(|e| format!("cannot follow systemd's jobs: {e}"))?;
     let records = Arc::new(Records::new(&cli.root));
-    let ctx = Arc::new(Context { conn: conn.clone(), systemd, units, jobs, records });
+    let cgroup_mount = cli.root.join(aicontainers_agent::usage::CGROUP_MOUNT);
+    let ctx = Arc::new(Context { conn: conn.clone(), systemd, units, jobs, records, cgroup_mount });
     let agent = Arc::new(Agent::new(ctx, Host { root: cli.root.clone() }));
     let _reloads = agent.clone().follow_reloads().await.map_err(|e| format!("cannot follow systemd reloads: {e}"))?;
     let count = agent.rescan().await.map_err(|e| format!("cannot put the services on the bus: {e}"))?;

@@ -325,9 +325,22 @@ impl Models {
     }
 }
 
-/// One model in the cache, as `List` returns it: source, tree, resolved, size, files, pulled
-/// (seconds since the epoch), pinned.
-pub type ModelRow = (String, String, String, u64, u32, u64, bool);
+/// One model in the cache, as `List` returns it (a struct on the bus, `(ssstutb)`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, zbus::zvariant::Type)]
+pub struct ModelRow {
+    /// The source, canonical (`oci://...`, `hf://...`, `file://...`).
+    pub source: String,
+    /// The tree's digest.
+    pub tree: String,
+    /// What the source resolved to (a manifest digest, a revision); empty when nothing.
+    pub resolved: String,
+    /// Bytes.
+    pub size: u64,
+    pub files: u32,
+    /// When it was pulled, seconds since the epoch.
+    pub pulled: u64,
+    pub pinned: bool,
+}
 
 /// The object of the model cache.
 /// `Models1.Inspect`'s reply as it travels: source, tree, resolved, path, unit, size, pinned,
@@ -432,16 +445,15 @@ impl ModelsObject {
             let records = store.list().map_err(failed)?;
             Ok(records
                 .into_iter()
-                .map(|r| {
-                    (
-                        r.source,
-                        r.tree.to_string(),
-                        r.resolved.unwrap_or_default(),
-                        r.size,
-                        r.files as u32,
-                        r.pulled,
-                        r.pinned,
-                    )
+                .map(|r| ModelRow {
+                    source: r.source,
+                    tree: r.tree.to_string(),
+                    resolved: r.resolved.unwrap_or_default(),
+                    size: r.size,
+                    // A tree of more than 4 billion files reads as the most a u32 holds.
+                    files: u32::try_from(r.files).unwrap_or(u32::MAX),
+                    pulled: r.pulled,
+                    pinned: r.pinned,
                 })
                 .collect())
         })

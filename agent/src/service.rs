@@ -1,6 +1,7 @@
 //! `org.aicontainers.Service1`: one object per service, at [`crate::names::service_path`].
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aicontainers::generate::Loaded;
@@ -16,6 +17,7 @@ use crate::placement::placement;
 use crate::preflight::{self, Check, Records, PREFLIGHT_UNIT};
 use crate::systemd::{self, JobResult, SystemdProxy, UnitState, Verb};
 use crate::units::{self, Change, Live, Units};
+use crate::usage::{self, Placed, Usage, UsageState};
 
 /// `Uid` of a service whose account is not known.
 pub const UNKNOWN_UID: u32 = u32::MAX;
@@ -38,6 +40,8 @@ pub struct ServiceInfo {
     pub egress: Vec<String>,
     /// Whether the service runs sandboxed.
     pub sandboxed: bool,
+    /// The CPUs placement bound it to; empty when it is not bound.
+    pub cpus: Vec<u32>,
     /// Why the service cannot run (`file:line:col: key: reason`); empty when it is valid.
     pub problems: Vec<String>,
 }
@@ -66,6 +70,7 @@ impl ServiceInfo {
                         .map(|s| s.egress.iter().map(|e| e.to_string()).collect())
                         .unwrap_or_default(),
                     sandboxed: service.sandbox.is_some(),
+                    cpus: place.cpus,
                     problems: Vec::new(),
                 },
             );
@@ -84,6 +89,7 @@ impl ServiceInfo {
                     numa_nodes: Vec::new(),
                     egress: Vec::new(),
                     sandboxed: false,
+                    cpus: Vec::new(),
                     problems: failed.diagnostics.iter().map(|d| d.to_string()).collect(),
                 },
             );
@@ -103,6 +109,8 @@ pub struct Context {
     pub jobs: broadcast::Sender<JobResult>,
     /// Each service's last preflight problems.
     pub records: Arc<Records>,
+    /// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup` below the agent's root).
+    pub cgroup_mount: PathBuf,
 }
 
 /// The client side of `org.aicontainers.Service1` (for `aictl`), beside the interface it calls.
@@ -152,6 +160,8 @@ pub trait Service1 {
     fn sandbox(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn egress(&self) -> zbus::Result<Vec<String>>;
+    #[zbus(property)]
+    fn usage(&self) -> zbus::Result<Usage>;
 }
 
 /// One service on the bus.
@@ -161,11 +171,67 @@ pub struct ServiceObject {
     /// The unit's state, kept current by [`Units`].
     live: Arc<Mutex<Live>>,
     ctx: Arc<Context>,
+    /// The unit's cgroup as systemd last named it (asked again when it is gone).
+    cgroup: Mutex<String>,
 }
 
 impl ServiceObject {
     pub fn new(info: ServiceInfo, live: Arc<Mutex<Live>>, ctx: Arc<Context>) -> Self {
-        ServiceObject { info, live, ctx }
+        ServiceObject { info, live, ctx, cgroup: Mutex::new(String::new()) }
+    }
+
+    /// The unit's cgroup from systemd (`ControlGroup`; empty when the unit has none).
+    async fn ask_cgroup(&self) -> Result<String, String> {
+        let ctx = &self.ctx;
+        let _permit = ctx.units.calls.acquire().await.map_err(|e| e.to_string())?;
+        let path = crate::manager::unit_path(&self.info.unit);
+        let reply = ctx
+            .conn
+            .call_method(
+                Some(systemd::SYSTEMD),
+                path.as_str(),
+                Some("org.freedesktop.DBus.Properties"),
+                "Get",
+                &(systemd::SERVICE_UNIT_INTERFACE, "ControlGroup"),
+            )
+            .await
+            .map_err(|e| systemd::describe(&e))?;
+        let value: zbus::zvariant::OwnedValue = reply.body().deserialize().map_err(|e| e.to_string())?;
+        String::try_from(value).map_err(|e| e.to_string())
+    }
+
+    /// Reads the service's usage from its cgroup. systemd is asked where the cgroup is only when
+    /// the unit may be running and the cgroup it named last is gone.
+    async fn read_usage(&self) -> Usage {
+        let (active, oom_stops) = {
+            let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+            (live.state.active.clone(), live.oom_stops)
+        };
+        let placed = Placed { cpus: self.info.cpus.clone(), memory_nodes: self.info.numa_nodes.clone() };
+        let mount = &self.ctx.cgroup_mount;
+        let mut usage = if active == "inactive" || active == "failed" {
+            Usage::empty(UsageState::Stopped)
+        } else {
+            let known = self.cgroup.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            let there = !known.is_empty() && usage::cgroup_dir(mount, &known).is_some_and(|d| d.is_dir());
+            if there {
+                usage::read(mount, &known, &placed)
+            } else {
+                match self.ask_cgroup().await {
+                    Ok(cgroup) => {
+                        cgroup.clone_into(&mut self.cgroup.lock().unwrap_or_else(PoisonError::into_inner));
+                        usage::read(mount, &cgroup, &placed)
+                    }
+                    Err(e) => {
+                        let mut usage = Usage::empty(UsageState::Unknown);
+                        usage.problems.push(format!("cannot ask systemd for the cgroup of {}: {e}", self.info.unit));
+                        usage
+                    }
+                }
+            }
+        };
+        usage.oom_stops = oom_stops;
+        usage
     }
 
     fn live(&self) -> UnitState {
@@ -327,6 +393,14 @@ impl ServiceObject {
     #[zbus(property(emits_changed_signal = "const"))]
     fn egress(&self) -> Vec<String> {
         self.info.egress.clone()
+    }
+
+    /// Live usage from the unit's cgroup, read when asked (never signalled): memory, OOM kills,
+    /// CPU time, tasks, and the effective cpuset with any drift from placement. What systemd
+    /// itself says of the unit (states, limits) stays on systemd's unit object.
+    #[zbus(property(emits_changed_signal = "false"))]
+    async fn usage(&self) -> Usage {
+        self.read_usage().await
     }
 
     /// Starts the unit and returns when systemd's job is done. Needs root or polkit action

@@ -15,6 +15,8 @@ use crate::errors::Error;
 pub const SYSTEMD: &str = "org.freedesktop.systemd1";
 /// The interface of systemd's unit objects.
 pub const UNIT_INTERFACE: &str = "org.freedesktop.systemd1.Unit";
+/// The interface of systemd's service units (`ControlGroup`, `Result`).
+pub const SERVICE_UNIT_INTERFACE: &str = "org.freedesktop.systemd1.Service";
 
 #[proxy(
     interface = "org.freedesktop.systemd1.Manager",

@@ -47,13 +47,15 @@ pub struct Live {
     pub state: UnitState,
     /// The serial of systemd's message that `state` comes from; 0 before the first read.
     serial: u32,
+    /// Runs of the unit that systemd ended because of an OOM kill, seen since the agent started.
+    pub oom_stops: u64,
 }
 
 impl Live {
     /// A unit whose state has not been read yet: `unknown`.
     pub fn unknown() -> Arc<Mutex<Live>> {
         let unknown = UnitState { active: "unknown".into(), sub: "unknown".into(), load: "unknown".into() };
-        Arc::new(Mutex::new(Live { state: unknown, serial: 0 }))
+        Arc::new(Mutex::new(Live { state: unknown, serial: 0, oom_stops: 0 }))
     }
 }
 
@@ -125,7 +127,7 @@ pub struct Units {
     conn: Connection,
     watched: Mutex<HashMap<String, Watched>>,
     /// Permits for calls to systemd (see [`SYSTEMD_CALLS`]).
-    pub calls: tokio::sync::Semaphore,
+    pub calls: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Units {
@@ -149,7 +151,11 @@ type Listed = Vec<(String, String, String, String, String, String, OwnedObjectPa
 
 impl Units {
     pub fn new(conn: Connection) -> Arc<Units> {
-        Arc::new(Units { conn, watched: Mutex::new(HashMap::new()), calls: tokio::sync::Semaphore::new(SYSTEMD_CALLS) })
+        Arc::new(Units {
+            conn,
+            watched: Mutex::new(HashMap::new()),
+            calls: Arc::new(tokio::sync::Semaphore::new(SYSTEMD_CALLS)),
+        })
     }
 
     fn watched(&self) -> std::sync::MutexGuard<'_, HashMap<String, Watched>> {
@@ -195,12 +201,48 @@ impl Units {
             Some(w) => (w.live.clone(), w.object.clone()),
             None => return,
         };
+        let before = live.lock().unwrap_or_else(PoisonError::into_inner).state.clone();
         let changed = apply(&live, change, serial);
+        if ended_a_run(&before, &live.lock().unwrap_or_else(PoisonError::into_inner).state) {
+            self.count_oom_stop(unit_path, live.clone());
+        }
         if let Some(object) = object {
             if let Err(e) = emit(&self.conn, &object, &changed).await {
                 log::warn!("cannot signal the state of {object}: {e}");
             }
         }
+    }
+
+    /// Asks systemd, off the signal loop, why the run of the unit at `unit_path` ended, and counts
+    /// it in `live` when the reason was an OOM kill (`Result` `oom-kill`): its cgroup, and the
+    /// kills counted there, are gone with it.
+    fn count_oom_stop(&self, unit_path: &str, live: Arc<Mutex<Live>>) {
+        let (conn, path) = (self.conn.clone(), unit_path.to_owned());
+        let units = self.calls.clone();
+        tokio::spawn(async move {
+            let result = {
+                let _permit = units.acquire().await;
+                conn.call_method(
+                    Some(SYSTEMD),
+                    path.as_str(),
+                    Some("org.freedesktop.DBus.Properties"),
+                    "Get",
+                    &(crate::systemd::SERVICE_UNIT_INTERFACE, "Result"),
+                )
+                .await
+            };
+            let result = result
+                .and_then(|reply| reply.body().deserialize::<OwnedValue>())
+                .and_then(|v| String::try_from(v).map_err(zbus::Error::from));
+            match result {
+                Ok(r) if r == "oom-kill" => {
+                    log::warn!("{path}: systemd ended the unit's run after an OOM kill");
+                    live.lock().unwrap_or_else(PoisonError::into_inner).oom_stops += 1;
+                }
+                Ok(_) => {}
+                Err(e) => log::debug!("cannot read the Result of {path}: {}", crate::systemd::describe(&e)),
+            }
+        });
     }
 
     /// Reads the state of `units` (unit names) from systemd in batches, and applies what it read.
@@ -354,6 +396,13 @@ impl Units {
             }
         }
     }
+}
+
+/// Whether the change from `before` to `after` ends a run of the unit: it stopped or failed, or
+/// waits to be restarted. The first reading (from `unknown`) ends nothing the agent saw.
+pub fn ended_a_run(before: &UnitState, after: &UnitState) -> bool {
+    let ended = |s: &UnitState| s.active == "inactive" || s.active == "failed" || s.sub == "auto-restart";
+    before.active != "unknown" && !ended(before) && ended(after)
 }
 
 /// The unit name for systemd's unit object path (the inverse of its escaping), if it is one.

@@ -11,6 +11,7 @@ use aicontainers_agent::names::{BUS_NAME, JOB_INTERFACE, ROOT_PATH, SERVICE_INTE
 use aicontainers_agent::preflight::Check;
 use aicontainers_agent::service::Service1Proxy;
 use aicontainers_agent::systemd::Verb;
+use aicontainers_agent::usage::{Usage, NOT_READ};
 use clap::Subcommand;
 use serde::Serialize;
 use zbus::fdo::ObjectManagerProxy;
@@ -19,14 +20,15 @@ use zbus::zvariant::OwnedValue;
 use zbus::Connection;
 
 /// How long `status` waits for the agent.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `start`, `stop`, `restart` and `reload` wait: they return when systemd's job is done,
 /// which for a service that pulls its image can take minutes.
 const ACT_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[derive(Subcommand, Debug)]
 pub enum LiveCommand {
-    /// Show every service with its live state, account, GPUs, NUMA nodes, sandbox and image (from aicontainersd).
+    /// Show every service with its live state, memory, CPU time, OOM kills, account, GPUs, NUMA
+    /// nodes, sandbox and image (from aicontainersd).
     Status {
         /// Only these services.
         names: Vec<String>,
@@ -55,6 +57,20 @@ pub enum LiveCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A live view of the services' usage, refreshed in place (as systemd-cgtop does for units).
+    /// Not on a terminal (or with --batch) it prints one table per refresh; with neither
+    /// --iterations nor a terminal, one table.
+    Top {
+        /// Seconds between refreshes.
+        #[arg(short, long, value_name = "SECONDS", default_value_t = 2.0, value_parser = crate::top::parse_delay)]
+        delay: f64,
+        /// Stop after N refreshes (default: until Ctrl-C on a terminal, 1 otherwise).
+        #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        iterations: Option<u64>,
+        /// Print each refresh below the last, without terminal control.
+        #[arg(short, long)]
+        batch: bool,
+    },
     /// systemctl daemon-reload, then the agent reads the service files again.
     Reload {
         /// Print JSON.
@@ -65,7 +81,7 @@ pub enum LiveCommand {
 
 /// One service as `status` shows it.
 #[derive(Debug, Serialize)]
-struct Row {
+pub(crate) struct Row {
     name: String,
     unit: String,
     state: String,
@@ -83,12 +99,64 @@ struct Row {
     problems: Vec<String>,
     /// The last preflight problems (aicontainers-preflight(7)).
     preflight: Vec<Check>,
+    /// Live usage from the unit's cgroup; `None` from an agent without it.
+    usage: Option<UsageRow>,
+}
+
+/// [`Usage`] for people and JSON: values not read are `null`, not `UINT64_MAX`.
+#[derive(Debug, Serialize)]
+pub(crate) struct UsageRow {
+    pub state: String,
+    pub cgroup: String,
+    pub memory_current: Option<u64>,
+    pub memory_peak: Option<u64>,
+    /// OOM kills: this run's (`memory.events`) plus the runs systemd ended for one.
+    pub oom_kills: Option<u64>,
+    pub oom_kills_this_run: Option<u64>,
+    pub oom_stopped_runs: u64,
+    pub cpu_usec: Option<u64>,
+    pub tasks: Option<u64>,
+    pub cpus: Vec<u32>,
+    pub memory_nodes: Vec<u32>,
+    pub problems: Vec<String>,
+}
+
+impl From<Usage> for UsageRow {
+    fn from(u: Usage) -> Self {
+        let read = |v: u64| (v != NOT_READ).then_some(v);
+        UsageRow {
+            oom_kills: u.oom_total(),
+            state: u.state,
+            cgroup: u.cgroup,
+            memory_current: read(u.memory_current),
+            memory_peak: read(u.memory_peak),
+            oom_kills_this_run: read(u.oom_kills),
+            oom_stopped_runs: u.oom_stops,
+            cpu_usec: read(u.cpu_usec),
+            tasks: read(u.tasks),
+            cpus: u.cpus,
+            memory_nodes: u.memory_nodes,
+            problems: u.problems,
+        }
+    }
+}
+
+impl Row {
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+    pub(crate) fn state(&self) -> &str {
+        &self.state
+    }
+    pub(crate) fn usage(&self) -> Option<&UsageRow> {
+        self.usage.as_ref()
+    }
 }
 
 pub fn run(command: LiveCommand) -> Result<ExitCode, String> {
     // Like systemctl: a user at a terminal may be asked for a password by polkit.
     let _agent = match &command {
-        LiveCommand::Status { .. } => None,
+        LiveCommand::Status { .. } | LiveCommand::Top { .. } => None,
         _ => TtyAgent::start(),
     };
     let runtime =
@@ -100,11 +168,12 @@ pub fn run(command: LiveCommand) -> Result<ExitCode, String> {
             LiveCommand::Stop { name, json } => act(&name, Verb::Stop, json).await,
             LiveCommand::Restart { name, json } => act(&name, Verb::Restart, json).await,
             LiveCommand::Reload { json } => reload(json).await,
+            LiveCommand::Top { delay, iterations, batch } => crate::top::top(delay, iterations, batch).await,
         }
     })
 }
 
-async fn connect(timeout: Duration) -> Result<Connection, String> {
+pub(crate) async fn connect(timeout: Duration) -> Result<Connection, String> {
     zbus::connection::Builder::system()
         .map_err(|e| format!("cannot connect to the system bus: {e}"))?
         .method_timeout(timeout)
@@ -114,7 +183,7 @@ async fn connect(timeout: Duration) -> Result<Connection, String> {
 }
 
 /// A bus error as the user should read it.
-fn explain(e: zbus::Error) -> String {
+pub(crate) fn explain(e: zbus::Error) -> String {
     match &e {
         zbus::Error::MethodError(name, message, _) => {
             explain_named(name.as_str(), message.as_deref().unwrap_or_default())
@@ -172,12 +241,14 @@ fn row(props: &HashMap<String, OwnedValue>) -> Row {
         source_path: text("SourcePath"),
         problems: take(props, "Problems").unwrap_or_default(),
         preflight: take(props, "PreflightProblems").unwrap_or_default(),
+        usage: take::<Usage>(props, "Usage").map(UsageRow::from),
     }
 }
 
-async fn status(names: &[String], json: bool) -> Result<ExitCode, String> {
-    let conn = connect(READ_TIMEOUT).await?;
-    let om = ObjectManagerProxy::builder(&conn)
+/// Every service the agent shows (only `names`, when not empty), by name, and what the agent
+/// says it cannot show.
+pub(crate) async fn fetch_rows(conn: &Connection, names: &[String]) -> Result<(Vec<Row>, Vec<String>), String> {
+    let om = ObjectManagerProxy::builder(conn)
         .destination(BUS_NAME)
         .and_then(|b| b.path(ROOT_PATH))
         .map_err(|e| e.to_string())?
@@ -185,21 +256,27 @@ async fn status(names: &[String], json: bool) -> Result<ExitCode, String> {
         .await
         .map_err(explain)?;
     let objects = om.get_managed_objects().await.map_err(explain_fdo)?;
-    // What the agent could not put on the bus: said on stderr, so that a partial list is never
-    // taken for the whole (an agent without the property has nothing to say).
-    let problems = manager(&conn).await?.problems().await.unwrap_or_default();
+    // What the agent could not put on the bus (an agent without the property has nothing to say).
+    let problems = manager(conn).await?.problems().await.unwrap_or_default();
     let mut rows: Vec<Row> = objects
         .values()
         .filter_map(|ifaces| ifaces.iter().find(|(i, _)| i.as_str() == SERVICE_INTERFACE).map(|(_, props)| row(props)))
         .filter(|r| names.is_empty() || names.contains(&r.name))
         .collect();
     rows.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((rows, problems))
+}
+
+async fn status(names: &[String], json: bool) -> Result<ExitCode, String> {
+    let conn = connect(READ_TIMEOUT).await?;
+    let (rows, problems) = fetch_rows(&conn, names).await?;
     let missing: Vec<&String> = names.iter().filter(|n| !rows.iter().any(|r| &r.name == *n)).collect();
     if json {
         out!("{}", serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?);
     } else {
         print_table(&rows);
     }
+    // Said on stderr, so that a partial list is never taken for the whole.
     for problem in &problems {
         eprintln!("aictl: warning: aicontainersd cannot show everything: {problem}");
     }
@@ -212,15 +289,19 @@ async fn status(names: &[String], json: bool) -> Result<ExitCode, String> {
 
 fn print_table(rows: &[Row]) {
     let dash = |s: String| if s.is_empty() { "-".to_owned() } else { s };
-    let mut table: Vec<[String; 7]> =
-        vec![["NAME", "STATE", "ACCOUNT", "GPUS", "NUMA", "SANDBOX", "IMAGE"].map(String::from)];
+    let mut table: Vec<[String; 10]> =
+        vec![["NAME", "STATE", "MEM", "CPU", "OOM", "ACCOUNT", "GPUS", "NUMA", "SANDBOX", "IMAGE"].map(String::from)];
     for r in rows {
         let numa: Vec<String> = r.numa_nodes.iter().map(u32::to_string).collect();
         // What the agent answers is escaped like every diagnostic: a cell holds one line.
         let e = |s: String| aicontainers::diag::escape(&s).into_owned();
+        let usage = r.usage.as_ref();
         table.push([
             e(r.name.clone()),
             e(r.state.clone()),
+            usage.and_then(|u| u.memory_current).map_or_else(|| "-".to_owned(), crate::size::compact),
+            usage.and_then(|u| u.cpu_usec).map_or_else(|| "-".to_owned(), crate::size::cpu_time),
+            usage.and_then(|u| u.oom_kills).map_or_else(|| "-".to_owned(), |n| n.to_string()),
             e(dash(r.account.clone())),
             e(dash(r.gpus.join(","))),
             dash(numa.join(",")),
@@ -228,7 +309,7 @@ fn print_table(rows: &[Row]) {
             e(dash(r.image.clone())),
         ]);
     }
-    let mut widths = [0usize; 7];
+    let mut widths = [0usize; 10];
     for line in &table {
         for (w, cell) in widths.iter_mut().zip(line) {
             *w = (*w).max(cell.chars().count());
@@ -248,6 +329,11 @@ fn print_table(rows: &[Row]) {
             let e = |s: &str| aicontainers::diag::escape(s).into_owned();
             let fix = if c.fix.is_empty() { String::new() } else { format!("; fix: {}", e(&c.fix)) };
             out!("{name}: preflight {}: {}: {}{fix}", e(&c.status), e(&c.id), e(&c.message));
+        }
+    }
+    for r in rows {
+        for problem in r.usage.iter().flat_map(|u| &u.problems) {
+            out!("{}: {}", aicontainers::diag::escape(&r.name), aicontainers::diag::escape(problem));
         }
     }
 }

@@ -30,6 +30,7 @@ mod preflight;
 mod sandbox;
 mod scan;
 mod size;
+mod top;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -6,8 +6,6 @@
 //! outside NORMAL_DIR, logs to /dev/kmsg. A bad service file is reported and gets a unit that
 //! fails with the reason; every other service is still generated.
 
-use std::fs::OpenOptions;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -19,30 +17,7 @@ use aicontainers::render::PodmanVersion;
 use aicontainers::source::SYSTEM_DIRS;
 use aicontainers::Diagnostic;
 
-/// Logs to the kernel ring buffer, where early-boot messages end up in the journal; stderr when
-/// /dev/kmsg cannot be opened (running by hand, in a container).
-struct Log(Option<std::fs::File>);
-
-impl Log {
-    fn open() -> Self {
-        Log(OpenOptions::new().write(true).open("/dev/kmsg").ok())
-    }
-
-    /// `level` is a syslog priority: 3 error, 4 warning, 6 info, 7 debug. The message is
-    /// escaped as every diagnostic is (`aicontainers::diag::escape`): one record, one line,
-    /// whatever file names, values or Quadlet's words it carries.
-    fn say(&mut self, level: u8, message: &str) {
-        let message = aicontainers::diag::escape(message);
-        let pid = std::process::id();
-        match &mut self.0 {
-            // One write per record: the kernel takes each write as one message.
-            Some(kmsg) => {
-                let _ = kmsg.write_all(format!("<{level}>aicontainers-generator[{pid}]: {message}\n").as_bytes());
-            }
-            None => eprintln!("aicontainers-generator: {message}"),
-        }
-    }
-}
+mod kmsg;
 
 fn config_dirs() -> Vec<PathBuf> {
     // For tests and benchmarks only: a colon-separated list replacing the three system dirs.
@@ -54,7 +29,7 @@ fn config_dirs() -> Vec<PathBuf> {
 
 fn main() -> ExitCode {
     let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
-    let mut log = Log::open();
+    kmsg::init("aicontainers-generator");
     if args.is_empty() || args.len() > 3 {
         eprintln!("usage: aicontainers-generator NORMAL_DIR [EARLY_DIR LATE_DIR]");
         return ExitCode::from(2);
@@ -72,7 +47,7 @@ fn main() -> ExitCode {
     let mut loaded = generate::load(&config_dirs(), &HostAccounts::default());
     // GPU placement reads hwloc, CDI specs and the claims file: only when a service asks.
     for warning in aicontainers::host::HostGpus::from_env().place(&mut loaded) {
-        log.say(4, &warning);
+        log::warn!("{warning}");
     }
     let t_load = t0.elapsed();
     let waited = Instant::now();
@@ -87,7 +62,7 @@ fn main() -> ExitCode {
         Ok(q) => q,
         Err(why) => {
             // Without podman nothing can run; every service gets a unit that says so.
-            log.say(3, &why);
+            log::error!("{why}");
             fail_all(&mut plan, &why);
             Quadlet { path: PathBuf::from("/nonexistent"), version }
         }
@@ -95,25 +70,24 @@ fn main() -> ExitCode {
     let outcome = match generate::write_units(plan, out_dir, &quadlet, Path::new(aicontainers::AICTL_PATH)) {
         Ok(o) => o,
         Err(e) => {
-            log.say(3, &format!("cannot write units to {}: {e}", out_dir.display()));
+            log::error!("cannot write units to {}: {e}", out_dir.display());
             return ExitCode::FAILURE;
         }
     };
     let t_all = t0.elapsed();
 
     for d in &outcome.problems {
-        log.say(3, &d.to_string());
+        log::error!("{d}");
     }
     for f in &outcome.failed {
         for d in &f.diagnostics {
-            log.say(if f.warning { 4 } else { 3 }, &format!("{} (service {} skipped)", d, f.name));
+            let level = if f.warning { log::Level::Warn } else { log::Level::Error };
+            log::log!(level, "{} (service {} skipped)", d, f.name);
         }
     }
     let invalid = outcome.failed.iter().filter(|f| !f.warning).count();
-    log.say(
-        if outcome.failed.is_empty() { 7 } else { 4 },
-        &format!("{} services generated, {invalid} invalid", outcome.generated.len()),
-    );
+    let level = if outcome.failed.is_empty() { log::Level::Debug } else { log::Level::Warn };
+    log::log!(level, "{} services generated, {invalid} invalid", outcome.generated.len());
     if timing {
         let steps: Vec<String> = outcome.timings.iter().map(|(step, ms)| format!("{step} {ms:.2} ms")).collect();
         eprintln!(

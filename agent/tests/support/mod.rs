@@ -59,6 +59,26 @@ impl FakeUnit {
     }
 }
 
+/// The service side of a unit of the stand-in systemd: its cgroup while it runs, and why its
+/// last run ended.
+#[derive(Debug)]
+pub struct FakeService {
+    pub control_group: String,
+    pub result: String,
+}
+
+#[interface(name = "org.freedesktop.systemd1.Service")]
+impl FakeService {
+    #[zbus(property)]
+    fn control_group(&self) -> String {
+        self.control_group.clone()
+    }
+    #[zbus(property)]
+    fn result(&self) -> String {
+        self.result.clone()
+    }
+}
+
 /// One entry of `ListUnitsByNames`.
 pub type ListedUnit = (String, String, String, String, String, String, OwnedObjectPath, u32, String, OwnedObjectPath);
 
@@ -106,17 +126,30 @@ async fn ensure_unit(server: &ObjectServer, name: &str) -> zbus::fdo::Result<Str
     let path = unit_path(name);
     let unit = FakeUnit { active: "inactive".into(), sub: "dead".into(), load: "loaded".into() };
     server.at(path.as_str(), unit).await?;
+    server.at(path.as_str(), FakeService { control_group: String::new(), result: "success".into() }).await?;
     Ok(path)
 }
 
 /// Changes a unit's state the way systemd does, with `PropertiesChanged`.
 pub async fn set_unit_state(server: &ObjectServer, path: &str, active: &str, sub: &str) -> zbus::Result<()> {
+    let service = server.interface::<_, FakeService>(path).await?;
+    // systemd's cgroup of a unit: there while it runs, gone when it stops.
+    service.get_mut().await.control_group = match active {
+        "inactive" | "failed" => String::new(),
+        _ => format!("/system.slice/{}", aicontainers_agent::units::unit_name_of(path).unwrap_or_default()),
+    };
     let iface = server.interface::<_, FakeUnit>(path).await?;
     let mut unit = iface.get_mut().await;
     unit.active = active.into();
     unit.sub = sub.into();
     unit.active_state_changed(iface.signal_emitter()).await?;
     unit.sub_state_changed(iface.signal_emitter()).await?;
+    Ok(())
+}
+
+/// Sets the `Result` systemd gives the unit's current or last run (`oom-kill`, `success`, ...).
+pub async fn set_unit_result(server: &ObjectServer, path: &str, result: &str) -> zbus::Result<()> {
+    server.interface::<_, FakeService>(path).await?.get_mut().await.result = result.into();
     Ok(())
 }
 
