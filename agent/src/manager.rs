@@ -19,11 +19,11 @@ use zbus::{interface, Connection};
 
 use crate::auth;
 use crate::errors::Error;
-use crate::names::{escape_path_element, service_path, ACTION_MANAGE_SERVICES, MANAGER_INTERFACE, ROOT_PATH};
+use crate::names::{service_path, ACTION_MANAGE_SERVICES, MANAGER_INTERFACE, ROOT_PATH};
 use crate::preflight;
 use crate::service::{Context, ServiceInfo, ServiceObject};
 use crate::systemd;
-use crate::units::{Live, UNIT_PATH_NAMESPACE};
+use crate::units::Live;
 
 /// Where the agent reads the host: `/` in production, a test's tree otherwise.
 #[derive(Clone, Debug)]
@@ -65,10 +65,7 @@ impl std::fmt::Debug for Agent {
     }
 }
 
-/// systemd's object path of the unit `unit` (systemd escapes unit names as [`service_path`] does).
-pub fn unit_path(unit: &str) -> String {
-    format!("{UNIT_PATH_NAMESPACE}/{}", escape_path_element(unit))
-}
+pub use crate::units::unit_path;
 
 impl Agent {
     pub fn new(ctx: Arc<Context>, host: Host) -> Self {

@@ -184,7 +184,7 @@ impl ServiceObject {
     async fn ask_cgroup(&self) -> Result<String, String> {
         let ctx = &self.ctx;
         let _permit = ctx.units.calls.acquire().await.map_err(|e| e.to_string())?;
-        let path = crate::manager::unit_path(&self.info.unit);
+        let path = crate::units::unit_path(&self.info.unit);
         let reply = ctx
             .conn
             .call_method(

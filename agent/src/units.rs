@@ -59,6 +59,12 @@ impl Live {
     }
 }
 
+/// systemd's object path of the unit `unit` (systemd escapes unit names as
+/// [`crate::names::service_path`] does).
+pub fn unit_path(unit: &str) -> String {
+    format!("{UNIT_PATH_NAMESPACE}/{}", crate::names::escape_path_element(unit))
+}
+
 /// A change of a unit's state: the fields systemd sent (a read sends them all).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Change {

@@ -62,7 +62,7 @@ pub enum LiveCommand {
     /// --iterations nor a terminal, one table.
     Top {
         /// Seconds between refreshes.
-        #[arg(short, long, value_name = "SECONDS", default_value_t = 2.0, value_parser = crate::top::parse_delay)]
+        #[arg(short, long, value_name = "SECONDS", default_value_t = 2.0, value_parser = parse_delay)]
         delay: f64,
         /// Stop after N refreshes (default: until Ctrl-C on a terminal, 1 otherwise).
         #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -153,6 +153,14 @@ impl Row {
     }
 }
 
+/// `--delay`: a number of seconds from 0.1 to 3600.
+pub(crate) fn parse_delay(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(d) if (0.1..=3600.0).contains(&d) => Ok(d),
+        _ => Err(format!("`{text}` is not a number of seconds from 0.1 to 3600")),
+    }
+}
+
 pub fn run(command: LiveCommand) -> Result<ExitCode, String> {
     // Like systemctl: a user at a terminal may be asked for a password by polkit.
     let _agent = match &command {
@@ -168,7 +176,8 @@ pub fn run(command: LiveCommand) -> Result<ExitCode, String> {
             LiveCommand::Stop { name, json } => act(&name, Verb::Stop, json).await,
             LiveCommand::Restart { name, json } => act(&name, Verb::Restart, json).await,
             LiveCommand::Reload { json } => reload(json).await,
-            LiveCommand::Top { delay, iterations, batch } => crate::top::top(delay, iterations, batch).await,
+            // Dispatched by main to crate::top, which builds on this module.
+            LiveCommand::Top { .. } => Err("aictl top is run by its own module".to_owned()),
         }
     })
 }

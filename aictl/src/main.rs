@@ -188,6 +188,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => scan::scan(args),
         Command::Sbom(args) => scan::sbom(args),
         Command::Sandbox { command } => sandbox::run(command),
+        Command::Live(live::LiveCommand::Top { delay, iterations, batch }) => top::run(delay, iterations, batch),
         Command::Live(command) => live::run(command),
         Command::ManpageSynopsis => {
             let mut cmd = Cli::command();

@@ -19,14 +19,6 @@ use crate::live::{self, Row};
 const ENTER: &str = "\x1b[?1049h\x1b[?25l";
 const LEAVE: &str = "\x1b[?25h\x1b[?1049l";
 
-/// `--delay`: a number of seconds from 0.1 to 3600.
-pub(crate) fn parse_delay(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(d) if (0.1..=3600.0).contains(&d) => Ok(d),
-        _ => Err(format!("`{text}` is not a number of seconds from 0.1 to 3600")),
-    }
-}
-
 /// The alternate screen, left when dropped (so also on an error or a panic that unwinds).
 struct Screen;
 
@@ -48,7 +40,15 @@ impl Drop for Screen {
 /// One service's CPU time when it was read.
 type Seen = HashMap<String, (Instant, u64)>;
 
-pub(crate) async fn top(delay: f64, iterations: Option<u64>, batch: bool) -> Result<ExitCode, String> {
+/// `aictl top`, on a runtime of its own (main dispatches it: `live` does not call this module,
+/// which uses `live`).
+pub(crate) fn run(delay: f64, iterations: Option<u64>, batch: bool) -> Result<ExitCode, String> {
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start: {e}"))?;
+    runtime.block_on(top(delay, iterations, batch))
+}
+
+async fn top(delay: f64, iterations: Option<u64>, batch: bool) -> Result<ExitCode, String> {
     let conn = live::connect(live::READ_TIMEOUT).await?;
     let terminal = !batch && std::io::stdout().is_terminal();
     let iterations = iterations.or(if terminal { None } else { Some(1) });
