@@ -31,7 +31,7 @@ if [ "$PHASE" = first-boot ]; then
         sh -c "! ldd /usr/bin/aictl /usr/libexec/aicontainersd /usr/lib/systemd/system-generators/aicontainers-generator | grep 'not found'"
 
     section "package: upgrade to N+1 over N"
-    check "systemctl start gpu-chat model-chat (a GPU claim and a model in use)" systemctl start gpu-chat model-chat
+    check "systemctl start gpu-chat model-chat model-server (a GPU claim, a model in use)" systemctl start gpu-chat model-chat model-server
     mapfile -t pkg_units < <(systemctl list-units --plain --no-legend --state=active 'aicontainers-model@*' | awk '{ print $1 }')
     pkg_units+=(gpu-chat model-chat model-server)
     pkg_before=$(pkg_invocations "${pkg_units[@]}")
@@ -52,7 +52,7 @@ if [ "$PHASE" = first-boot ]; then
         sh -c "systemctl is-active aicontainersd && [ \"\$(systemctl show -P MainPID aicontainersd)\" != '$pkg_agent' ]"
     check "aictl status (through the restarted agent) shows gpu-chat active" \
         wait_for 30 sh -c "[ \"\$(aictl status gpu-chat | awk 'NR == 2 { print \$2 }')\" = active ]"
-    systemctl stop gpu-chat model-chat
+    systemctl stop gpu-chat model-chat model-server
     return 0
 fi
 
