@@ -12,10 +12,14 @@ SYSCONFDIR    ?= /etc
 LIBEXECDIR    ?= $(PREFIX)/libexec
 SYSTEMUNITDIR ?= $(LIBDIR)/systemd/system
 SYSUSERSDIR   ?= $(LIBDIR)/sysusers.d
+PRESETDIR     ?= $(LIBDIR)/systemd/system-preset
 DATADIR       ?= $(PREFIX)/share
 DBUSSYSTEMDIR ?= $(DATADIR)/dbus-1/system.d
 DBUSIFACEDIR  ?= $(DATADIR)/dbus-1/interfaces
 POLKITDIR     ?= $(DATADIR)/polkit-1
+BASHCOMPDIR   ?= $(DATADIR)/bash-completion/completions
+ZSHCOMPDIR    ?= $(DATADIR)/zsh/vendor-completions
+FISHCOMPDIR   ?= $(DATADIR)/fish/vendor_completions.d
 CARGO         ?= cargo
 CARGOFLAGS    ?= --release --locked
 
@@ -24,7 +28,7 @@ export AICONTAINERS_AICTL_PATH = $(BINDIR)/aictl
 
 RELEASE = target/release
 
-.PHONY: all build install uninstall check test e2e demo bench clean
+.PHONY: all build install uninstall deb rpm check test e2e demo bench clean
 
 all: build
 
@@ -56,17 +60,17 @@ install: build
 	sed 's|@BINDIR@|$(BINDIR)|g' units/aicontainers-preflight.service.in > $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-preflight.service
 	chmod 644 $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-preflight.service
 	install -Dm644 units/aicontainers.sysusers $(DESTDIR)$(SYSUSERSDIR)/aicontainers.conf
+	install -Dm644 units/50-aicontainers.preset $(DESTDIR)$(PRESETDIR)/50-aicontainers.preset
 	install -Dm644 agent/data/org.aicontainers.Agent1.conf $(DESTDIR)$(DBUSSYSTEMDIR)/org.aicontainers.Agent1.conf
 	install -Dm644 agent/data/org.aicontainers.policy $(DESTDIR)$(POLKITDIR)/actions/org.aicontainers.policy
 	install -Dm644 agent/data/50-aicontainers.rules $(DESTDIR)$(POLKITDIR)/rules.d/50-aicontainers.rules
 	install -Dm644 -t $(DESTDIR)$(DBUSIFACEDIR) agent/interfaces/org.aicontainers.Manager1.xml agent/interfaces/org.aicontainers.Service1.xml \
 	  agent/interfaces/org.aicontainers.Models1.xml agent/interfaces/org.aicontainers.Job1.xml
 	install -Dm644 man/aicontainersd.8 $(DESTDIR)$(MANDIR)/man8/aicontainersd.8
-	install -dm755 $(DESTDIR)$(DATADIR)/bash-completion/completions $(DESTDIR)$(DATADIR)/zsh/vendor-completions \
-	               $(DESTDIR)$(DATADIR)/fish/vendor_completions.d
-	$(RELEASE)/aictl completions bash > $(DESTDIR)$(DATADIR)/bash-completion/completions/aictl
-	$(RELEASE)/aictl completions zsh > $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_aictl
-	$(RELEASE)/aictl completions fish > $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/aictl.fish
+	install -dm755 $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	$(RELEASE)/aictl completions bash > $(DESTDIR)$(BASHCOMPDIR)/aictl
+	$(RELEASE)/aictl completions zsh > $(DESTDIR)$(ZSHCOMPDIR)/_aictl
+	$(RELEASE)/aictl completions fish > $(DESTDIR)$(FISHCOMPDIR)/aictl.fish
 
 uninstall:
 	rm -f $(DESTDIR)$(GENERATORDIR)/aicontainers-generator $(DESTDIR)$(BINDIR)/aictl \
@@ -75,13 +79,23 @@ uninstall:
 	      $(DESTDIR)$(MANDIR)/man5/aicontainers.toml.5 $(DESTDIR)$(MANDIR)/man1/aictl.1 \
 	      $(DESTDIR)$(MANDIR)/man8/aicontainers-generator.8 $(DESTDIR)$(MANDIR)/man7/aicontainers-preflight.7
 	rm -f $(DESTDIR)$(LIBEXECDIR)/aicontainersd $(DESTDIR)$(SYSTEMUNITDIR)/aicontainersd.service $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-preflight.service \
-	      $(DESTDIR)$(SYSUSERSDIR)/aicontainers.conf $(DESTDIR)$(DBUSSYSTEMDIR)/org.aicontainers.Agent1.conf \
+	      $(DESTDIR)$(SYSUSERSDIR)/aicontainers.conf $(DESTDIR)$(PRESETDIR)/50-aicontainers.preset \
+	      $(DESTDIR)$(DBUSSYSTEMDIR)/org.aicontainers.Agent1.conf \
 	      $(DESTDIR)$(POLKITDIR)/actions/org.aicontainers.policy $(DESTDIR)$(POLKITDIR)/rules.d/50-aicontainers.rules \
 	      $(DESTDIR)$(DBUSIFACEDIR)/org.aicontainers.Manager1.xml $(DESTDIR)$(DBUSIFACEDIR)/org.aicontainers.Service1.xml \
 	      $(DESTDIR)$(DBUSIFACEDIR)/org.aicontainers.Models1.xml $(DESTDIR)$(DBUSIFACEDIR)/org.aicontainers.Job1.xml \
-	      $(DESTDIR)$(MANDIR)/man8/aicontainersd.8 $(DESTDIR)$(DATADIR)/bash-completion/completions/aictl \
-	      $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_aictl $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/aictl.fish
+	      $(DESTDIR)$(MANDIR)/man8/aicontainersd.8 $(DESTDIR)$(BASHCOMPDIR)/aictl \
+	      $(DESTDIR)$(ZSHCOMPDIR)/_aictl $(DESTDIR)$(FISHCOMPDIR)/aictl.fish
 	rm -rf $(DESTDIR)$(DOCDIR)
+
+# The Debian package, built offline from this tree (debian/README.source): build/deb/*.deb.
+# DEB_VERSION=V builds the same tree as version V.
+DEBDIR = build/deb
+deb:
+	rm -rf $(DEBDIR) && mkdir -p $(DEBDIR)
+	AICONTAINERS_DEB_DIR=$(abspath $(DEBDIR)) AICONTAINERS_DEB_VERSION=$(DEB_VERSION) \
+	  dpkg-buildpackage -b -us -uc --buildinfo-option=-u$(abspath $(DEBDIR)) --changes-option=-u$(abspath $(DEBDIR)) \
+	    --buildinfo-file=$(abspath $(DEBDIR))/aicontainers.buildinfo --changes-file=$(abspath $(DEBDIR))/aicontainers.changes
 
 # Unit and golden tests (no VM).
 check:
