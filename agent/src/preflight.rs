@@ -16,7 +16,6 @@
 //! again when it appears. Loading or unloading a module without installing one changes none of
 //! these files: the next start's `ExecStartPre=` or `Service1.Preflight()` sees it.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -26,13 +25,8 @@ use aicontainers::preflight::record::{self, Record, RECORD_DIR};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use zbus::fdo::Properties;
-use zbus::names::InterfaceName;
-use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedValue, Type, Value};
 use zbus::Connection;
-
-use crate::names::SERVICE_INTERFACE;
 
 /// The unit that runs every service's checks and writes their records.
 pub const PREFLIGHT_UNIT: &str = "aicontainers-preflight.service";
@@ -267,16 +261,9 @@ pub async fn next_burst(rx: &mut mpsc::UnboundedReceiver<Event>) -> Option<(bool
 
 /// Signals that the preflight properties of the service `name`, at `path`, changed.
 pub async fn emit(conn: &Connection, path: &str, records: &Records, name: &str) -> zbus::Result<()> {
-    let emitter = SignalEmitter::new(conn, path)?;
     let values = HashMap::from([
         ("PreflightProblems", Value::from(records.problems(name))),
         ("PreflightCheckedAt", Value::from(records.checked_at(name))),
     ]);
-    Properties::properties_changed(
-        &emitter,
-        InterfaceName::from_static_str_unchecked(SERVICE_INTERFACE),
-        values,
-        Cow::Borrowed(&[]),
-    )
-    .await
+    crate::units::emit_values(conn, path, values).await
 }

@@ -111,8 +111,12 @@ pub async fn emit(conn: &Connection, path: &str, changed: &[(&'static str, Strin
     if changed.is_empty() {
         return Ok(());
     }
+    emit_values(conn, path, changed.iter().map(|(k, v)| (*k, Value::from(v.as_str()))).collect()).await
+}
+
+/// Emits `PropertiesChanged` of `org.aicontainers.Service1` on `path` with `values`.
+pub async fn emit_values(conn: &Connection, path: &str, values: HashMap<&str, Value<'_>>) -> zbus::Result<()> {
     let emitter = SignalEmitter::new(conn, path)?;
-    let values: HashMap<&str, Value<'_>> = changed.iter().map(|(k, v)| (*k, Value::from(v.as_str()))).collect();
     Properties::properties_changed(
         &emitter,
         InterfaceName::from_static_str_unchecked(SERVICE_INTERFACE),

@@ -65,18 +65,6 @@ async fn wait_state(changes: &mut zbus::fdo::PropertiesChangedStream, want: &str
     .unwrap_or_else(|_| panic!("no PropertiesChanged with State={want}"));
 }
 
-async fn changes_of(rig: &Rig, name: &str) -> zbus::fdo::PropertiesChangedStream {
-    let p = PropertiesProxy::builder(&rig.client)
-        .destination(BUS_NAME)
-        .unwrap()
-        .path(service_path(name))
-        .unwrap()
-        .build()
-        .await
-        .unwrap();
-    p.receive_properties_changed().await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn ready_and_every_service_with_its_properties() {
     need_root!();

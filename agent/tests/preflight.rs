@@ -71,18 +71,6 @@ async fn wait_problems(changes: &mut zbus::fdo::PropertiesChangedStream, want: i
     .unwrap_or_else(|_| panic!("no PropertiesChanged of PreflightProblems as wanted"));
 }
 
-async fn changes_of(rig: &Rig, name: &str) -> zbus::fdo::PropertiesChangedStream {
-    let p = zbus::fdo::PropertiesProxy::builder(&rig.client)
-        .destination(aicontainers_agent::names::BUS_NAME)
-        .unwrap()
-        .path(service_path(name))
-        .unwrap()
-        .build()
-        .await
-        .unwrap();
-    p.receive_properties_changed().await.unwrap()
-}
-
 /// The records' directory does not exist when the agent starts (it is watched through its
 /// parent); a record written later shows on the object with a signal, and a hostile file in
 /// its place shows as `unknown`, never as "no problem".

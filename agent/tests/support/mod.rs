@@ -640,3 +640,16 @@ pub fn aictl() -> PathBuf {
     }
     aictl
 }
+
+/// The PropertiesChanged signals of service `name`'s object, as the test client sees them.
+pub async fn changes_of(rig: &Rig, name: &str) -> zbus::fdo::PropertiesChangedStream {
+    let p = zbus::fdo::PropertiesProxy::builder(&rig.client)
+        .destination(aicontainers_agent::names::BUS_NAME)
+        .unwrap()
+        .path(aicontainers_agent::names::service_path(name))
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    p.receive_properties_changed().await.unwrap()
+}
