@@ -457,7 +457,7 @@ fn a_registry_that_challenges_gets_a_token_with_credentials_from_the_auth_file()
     let data = b"private weights".to_vec();
     let digest = sha256(&data);
     let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": EMPTY_CONFIG.clone(),
         "layers": [{"mediaType": "application/vnd.cncf.model.weight.v1.raw", "digest": digest, "size": data.len(), "annotations": {"org.cncf.model.filepath": "m.bin"}}]
     }))
     .expect("json");
@@ -514,8 +514,54 @@ fn raw_manifest(layers: &[(&str, &str, u64)]) -> Vec<u8> {
         .iter()
         .map(|(path, digest, size)| serde_json::json!({"mediaType": "application/vnd.cncf.model.weight.v1.raw", "digest": digest, "size": size, "annotations": {"org.cncf.model.filepath": path}}))
         .collect();
-    serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "layers": layers}))
+    serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": EMPTY_CONFIG.clone(), "layers": layers}))
         .expect("json")
+}
+
+/// The OCI image spec's empty descriptor (`{}`), the config of an artifact that needs none.
+static EMPTY_CONFIG: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(
+    || serde_json::json!({"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(b"{}"), "size": 2}),
+);
+
+/// A registry whose manifests break the OCI image spec (no config, a path for a digest, a
+/// negative size, HTML): each pull fails naming the manifest's URL, and nothing is fetched.
+#[test]
+fn manifests_that_break_the_image_spec_are_refused_before_any_blob_is_fetched() {
+    let digest = sha256(b"x");
+    let layer = |digest: &str, size: i64| serde_json::json!({"mediaType": "application/vnd.cncf.model.weight.v1.raw", "digest": digest, "size": size, "annotations": {"org.cncf.model.filepath": "m.bin"}});
+    let base = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json"});
+    let with = |config: Option<&serde_json::Value>, layer: serde_json::Value| {
+        let mut m = base.clone();
+        if let Some(c) = config {
+            m["config"] = c.clone();
+        }
+        m["layers"] = serde_json::json!([layer]);
+        serde_json::to_vec(&m).expect("json")
+    };
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("noconfig", with(None, layer(&digest, 1))),
+        ("pathdigest", with(Some(&EMPTY_CONFIG), layer("sha256:../../../etc/passwd", 1))),
+        ("negative", with(Some(&EMPTY_CONFIG), layer(&digest, -1))),
+        ("html", b"<html><body>login</body></html>".to_vec()),
+    ];
+    let served = bodies.clone();
+    let (base_url, log) = serve(move |r| {
+        for (tag, body) in &served {
+            if r.path == format!("/v2/evil/spec/manifests/{tag}") {
+                return Reply::new(200, body.clone(), "application/vnd.oci.image.manifest.v1+json");
+            }
+        }
+        Reply::new(404, b"{}".to_vec(), "application/json")
+    });
+    let host = base_url.trim_start_matches("http://");
+    let store = store_dir();
+    for (tag, _) in &bodies {
+        let err = pull(store.path(), &[&format!("oci://{host}/evil/spec:{tag}")]).expect_err(tag);
+        assert!(err.contains("not an OCI manifest") && err.contains(&format!("/manifests/{tag}")), "{tag}: {err}");
+    }
+    let log = log.lock().expect("log");
+    let asked: Vec<&str> = log.iter().map(|r| r.path.as_str()).collect();
+    assert!(asked.iter().all(|p| p.contains("/manifests/")), "a blob was asked for: {asked:?}");
 }
 
 fn blob_bytes(store: &Path) -> u64 {

@@ -12,9 +12,9 @@
 //! Registries on loopback (`localhost`, `127.0.0.0/8`, `[::1]`) are spoken to over plain HTTP,
 //! every other one over HTTPS.
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use serde::Deserialize;
 
 use super::auth::{self, basic, encode_query, parse_challenge};
@@ -33,33 +33,42 @@ pub const FILEPATH_ANNOTATIONS: &[&str] =
 
 const MANIFEST_LIMIT: u64 = 4 << 20;
 
-#[derive(Deserialize, Debug)]
-#[serde(rename_all = "camelCase")]
-pub struct Manifest {
-    pub media_type: Option<String>,
-    pub artifact_type: Option<String>,
-    pub config: Option<Descriptor>,
-    #[serde(default)]
-    pub layers: Vec<Descriptor>,
-    #[serde(default)]
-    pub manifests: Vec<Descriptor>,
+/// A manifest as the registry sent it: an image manifest (OCI or Docker schema 2, which an
+/// artifact such as a ModelPack model is too) or an index (OCI index or Docker manifest list).
+/// The types are `oci-spec`'s, so a manifest that breaks the OCI image spec (no `config`, a
+/// digest that is not `algorithm:hex` of the right length, no `schemaVersion`) is refused while
+/// it is parsed, before any of its values is used.
+#[derive(Debug)]
+pub enum Document {
+    Manifest(Box<ImageManifest>),
+    Index(Box<ImageIndex>),
 }
 
-#[derive(Deserialize, Debug, Clone)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    pub media_type: String,
-    pub digest: String,
-    pub size: u64,
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
-    pub platform: Option<Platform>,
-}
-
-#[derive(Deserialize, Debug, Clone)]
-pub struct Platform {
-    pub architecture: String,
-    pub os: String,
+impl Document {
+    /// Parses `bytes`: an index when its `mediaType` says so or it has `manifests` (a Docker
+    /// manifest list, and OCI indexes that leave `mediaType` out), an image manifest otherwise.
+    pub fn parse(bytes: &[u8]) -> Result<Document, String> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Kind {
+            media_type: Option<String>,
+            manifests: Option<serde::de::IgnoredAny>,
+        }
+        let kind: Kind = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let index = kind.manifests.is_some()
+            || matches!(
+                kind.media_type.as_deref(),
+                Some(
+                    "application/vnd.oci.image.index.v1+json"
+                        | "application/vnd.docker.distribution.manifest.list.v2+json"
+                )
+            );
+        if index {
+            ImageIndex::from_reader(bytes).map(|i| Document::Index(Box::new(i))).map_err(|e| format!("not an OCI index: {e}"))
+        } else {
+            ImageManifest::from_reader(bytes).map(|m| Document::Manifest(Box::new(m))).map_err(|e| e.to_string())
+        }
+    }
 }
 
 /// A connection to one repository of one registry, remembering its authorization.
@@ -269,23 +278,28 @@ pub(crate) fn resolve(source: &Source) -> Result<Resolved, Error> {
         OciReference::Tag(t) => t.clone(),
         OciReference::Digest(d) => d.to_string(),
     };
-    let (mut bytes, mut digest) = client.manifest(&reference)?;
-    let mut manifest: Manifest = parse_manifest(&bytes, &client.manifest_url(&reference))?;
-    if !manifest.manifests.is_empty() {
-        let arch = host_platform();
-        let chosen = manifest
-            .manifests
-            .iter()
-            .find(|m| m.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == arch))
-            .or_else(|| manifest.manifests.iter().find(|m| m.platform.is_none()))
-            .ok_or_else(|| Error::Fetch {
+    let (bytes, mut digest) = client.manifest(&reference)?;
+    let manifest = match parse_manifest(&bytes, &client.manifest_url(&reference))? {
+        Document::Manifest(m) => m,
+        Document::Index(index) => {
+            let child = choose(index.manifests()).ok_or_else(|| Error::Fetch {
                 url: client.manifest_url(&reference),
-                message: format!("the index has no manifest for linux/{arch}"),
+                message: format!("the index has no manifest for linux/{}", host_platform()),
             })?;
-        let child = Digest::parse(&chosen.digest).map_err(Error::Invalid)?;
-        (bytes, digest) = client.manifest(&child.to_string())?;
-        manifest = parse_manifest(&bytes, &client.manifest_url(&child.to_string()))?;
-    }
+            let child = Digest::parse(child.digest().as_ref()).map_err(Error::Invalid)?;
+            let bytes;
+            (bytes, digest) = client.manifest(&child.to_string())?;
+            match parse_manifest(&bytes, &client.manifest_url(&child.to_string()))? {
+                Document::Manifest(m) => m,
+                Document::Index(_) => {
+                    return Err(Error::Fetch {
+                        url: client.manifest_url(&child.to_string()),
+                        message: "an index inside an index: not followed".into(),
+                    })
+                }
+            }
+        }
+    };
     let url = client.manifest_url(&digest.to_string());
     let items = plan(&manifest, &|digest| client.blob_url(digest)).map_err(|why| Error::Fetch { url, message: why })?;
     let client = Mutex::new(client);
@@ -300,25 +314,34 @@ pub(crate) fn resolve(source: &Source) -> Result<Resolved, Error> {
     })
 }
 
-fn parse_manifest(bytes: &[u8], url: &str) -> Result<Manifest, Error> {
-    serde_json::from_slice(bytes)
+fn parse_manifest(bytes: &[u8], url: &str) -> Result<Document, Error> {
+    Document::parse(bytes)
         .map_err(|e| Error::Fetch { url: url.to_owned(), message: format!("not an OCI manifest: {e}") })
 }
 
+/// The entry of an index for this host: linux on its architecture, else one without a platform.
+fn choose(manifests: &[Descriptor]) -> Option<&Descriptor> {
+    let arch = host_platform();
+    let for_host = |d: &&Descriptor| {
+        d.platform().as_ref().is_some_and(|p| p.os().to_string() == "linux" && p.architecture().to_string() == arch)
+    };
+    manifests.iter().find(for_host).or_else(|| manifests.iter().find(|d| d.platform().is_none()))
+}
+
 /// How the layers of `manifest` become files. Every digest and path is checked here.
-pub(crate) fn plan(manifest: &Manifest, url: &dyn Fn(&str) -> String) -> Result<Vec<Item>, String> {
-    let config_type = manifest.config.as_ref().map(|c| c.media_type.as_str()).unwrap_or("");
+pub(crate) fn plan(manifest: &ImageManifest, url: &dyn Fn(&str) -> String) -> Result<Vec<Item>, String> {
+    let config_type = manifest.config().media_type().as_ref();
     let modelpack = manifest
-        .artifact_type
-        .as_deref()
-        .is_some_and(|t| t.contains("vnd.cncf.model.") || t.contains("vnd.cnai.model."))
+        .artifact_type()
+        .as_ref()
+        .is_some_and(|t| t.as_ref().contains("vnd.cncf.model.") || t.as_ref().contains("vnd.cnai.model."))
         || config_type.contains("vnd.cncf.model.")
         || config_type.contains("vnd.cnai.model.");
     let mut items = Vec::new();
-    for layer in &manifest.layers {
-        let digest = Digest::parse(&layer.digest).map_err(|why| format!("layer: {why}"))?;
-        let mt = layer.media_type.as_str();
-        let named = FILEPATH_ANNOTATIONS.iter().find_map(|k| layer.annotations.get(*k));
+    for layer in manifest.layers() {
+        let digest = Digest::parse(layer.digest().as_ref()).map_err(|why| format!("layer: {why}"))?;
+        let mt = layer.media_type().as_ref();
+        let named = FILEPATH_ANNOTATIONS.iter().find_map(|k| layer.annotations().as_ref().and_then(|a| a.get(*k)));
         let path = |fallback: Option<&str>| -> Result<String, String> {
             let p = named.map(String::as_str).or(fallback).ok_or_else(|| {
                 format!("layer {digest} ({mt}) names no file: it has no org.cncf.model.filepath or org.opencontainers.image.title annotation")
@@ -357,7 +380,7 @@ pub(crate) fn plan(manifest: &Manifest, url: &dyn Fn(&str) -> String) -> Result<
             Content::File(path(None)?)
         };
         items.push(Item {
-            blob: Blob { digest: Some(digest.clone()), size: Some(layer.size), url: url(&layer.digest) },
+            blob: Blob { digest: Some(digest.clone()), size: Some(layer.size()), url: url(&digest.to_string()) },
             content,
         });
     }
@@ -371,50 +394,132 @@ pub(crate) fn plan(manifest: &Manifest, url: &dyn Fn(&str) -> String) -> Result<
 mod tests {
     use super::*;
 
-    fn manifest(json: &str) -> Manifest {
-        serde_json::from_str(json).expect("manifest")
+    const D: &str = "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+
+    /// An image manifest with `layers` (JSON) and a config of `config_type`.
+    fn manifest_with(config_type: &str, extra: &str, layers: &str) -> ImageManifest {
+        let json = format!(
+            r#"{{"schemaVersion":2,{extra}"config":{{"mediaType":"{config_type}","digest":"{D}","size":2}},"layers":[{layers}]}}"#
+        );
+        match Document::parse(json.as_bytes()).expect("manifest") {
+            Document::Manifest(m) => *m,
+            Document::Index(_) => panic!("read as an index: {json}"),
+        }
     }
 
-    const D: &str = "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+    fn raw_layer(path: &str) -> String {
+        format!(
+            r#"{{"mediaType":"application/vnd.cncf.model.weight.v1.raw","digest":"{D}","size":3,"annotations":{{"org.cncf.model.filepath":"{path}"}}}}"#
+        )
+    }
 
     #[test]
     fn modelpack_layers_become_files_at_their_annotated_paths() {
-        let m = manifest(&format!(
-            r#"{{"artifactType":"{MODELPACK_ARTIFACT}","config":{{"mediaType":"{MODELPACK_CONFIG}","digest":"{D}","size":2}},
-            "layers":[{{"mediaType":"application/vnd.cncf.model.weight.v1.raw","digest":"{D}","size":3,"annotations":{{"org.cncf.model.filepath":"w/model.gguf"}}}}]}}"#
-        ));
+        let m = manifest_with(
+            MODELPACK_CONFIG,
+            &format!(r#""artifactType":"{MODELPACK_ARTIFACT}","#),
+            &raw_layer("w/model.gguf"),
+        );
         let items = plan(&m, &|d| d.to_owned()).expect("plan");
         assert!(matches!(&items[0].content, Content::File(p) if p == "w/model.gguf"));
+        assert_eq!(items[0].blob.url, D);
+        assert_eq!(items[0].blob.size, Some(3));
     }
 
     #[test]
     fn hostile_annotations_are_refused() {
         for bad in ["../../etc/passwd", "/etc/passwd", "a/../../b"] {
-            let m = manifest(&format!(
-                r#"{{"layers":[{{"mediaType":"application/vnd.cncf.model.weight.v1.raw","digest":"{D}","size":3,"annotations":{{"org.cncf.model.filepath":"{bad}"}}}}]}}"#
-            ));
+            let m = manifest_with(MODELPACK_CONFIG, "", &raw_layer(bad));
             let err = plan(&m, &|d| d.to_owned()).expect_err("refused");
             assert!(err.contains(bad), "{err}");
         }
-        let m = manifest(r#"{"layers":[{"mediaType":"application/octet-stream","digest":"sha256:../../x","size":3}]}"#);
-        assert!(plan(&m, &|d| d.to_owned()).is_err());
+    }
+
+    #[test]
+    fn manifests_that_break_the_image_spec_are_refused_while_parsed() {
+        let layer =
+            |digest: &str| format!(r#"{{"mediaType":"application/octet-stream","digest":"{digest}","size":3}}"#);
+        let cases = [
+            // a digest that is a path, one too short, one in upper case
+            format!(
+                r#"{{"schemaVersion":2,"config":{{"mediaType":"x/y","digest":"{D}","size":2}},"layers":[{}]}}"#,
+                layer("sha256:../../x")
+            ),
+            format!(
+                r#"{{"schemaVersion":2,"config":{{"mediaType":"x/y","digest":"{D}","size":2}},"layers":[{}]}}"#,
+                layer("sha256:abc")
+            ),
+            format!(
+                r#"{{"schemaVersion":2,"config":{{"mediaType":"x/y","digest":"{D}","size":2}},"layers":[{}]}}"#,
+                layer(&D.to_uppercase().replacen("SHA256", "sha256", 1))
+            ),
+            // no config, no schemaVersion, a negative or fractional size, not JSON at all
+            format!(r#"{{"schemaVersion":2,"layers":[{}]}}"#, layer(D)),
+            format!(r#"{{"config":{{"mediaType":"x/y","digest":"{D}","size":2}},"layers":[{}]}}"#, layer(D)),
+            format!(r#"{{"schemaVersion":2,"config":{{"mediaType":"x/y","digest":"{D}","size":-1}},"layers":[]}}"#),
+            format!(r#"{{"schemaVersion":2,"config":{{"mediaType":"x/y","digest":"{D}","size":1.5}},"layers":[]}}"#),
+            "\u{0}\u{ff}<html>".to_owned(),
+        ];
+        for bad in &cases {
+            assert!(Document::parse(bad.as_bytes()).is_err(), "accepted: {bad}");
+        }
+        // oci-spec lets other algorithms through (the spec allows them); the store holds sha256 only.
+        let m = manifest_with("x/y", "", &layer("md5:d41d8cd98f00b204e9800998ecf8427e"));
+        assert!(plan(&m, &|d| d.to_owned()).expect_err("md5").contains("not a sha256 digest"));
     }
 
     #[test]
     fn docker_model_layers_and_image_layers() {
-        let m = manifest(&format!(
-            r#"{{"config":{{"mediaType":"application/vnd.docker.ai.model.config.v0.1+json","digest":"{D}","size":2}},
-            "layers":[{{"mediaType":"application/vnd.docker.ai.gguf.v3","digest":"{D}","size":3}}]}}"#
-        ));
+        let m = manifest_with(
+            "application/vnd.docker.ai.model.config.v0.1+json",
+            "",
+            &format!(r#"{{"mediaType":"application/vnd.docker.ai.gguf.v3","digest":"{D}","size":3}}"#),
+        );
         assert!(
             matches!(&plan(&m, &|d| d.to_owned()).expect("plan")[0].content, Content::File(p) if p == "model.gguf")
         );
-        let m = manifest(&format!(
-            r#"{{"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{D}","size":3}}]}}"#
-        ));
+        let m = manifest_with(
+            "application/vnd.oci.image.config.v1+json",
+            "",
+            &format!(r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{D}","size":3}}"#),
+        );
         assert!(matches!(
             plan(&m, &|d| d.to_owned()).expect("plan")[0].content,
             Content::Archive { compression: Compression::Gzip, whiteouts: true }
         ));
+        let m = manifest_with("application/vnd.oci.image.config.v1+json", "", "");
+        assert!(plan(&m, &|d| d.to_owned()).expect_err("empty").contains("no layers"));
+    }
+
+    #[test]
+    fn indexes_and_manifest_lists_choose_this_hosts_platform() {
+        let arch = host_platform();
+        let entry = |os: &str, a: &str, hex: char| {
+            format!(
+                r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{}","size":9,"platform":{{"os":"{os}","architecture":"{a}"}}}}"#,
+                hex.to_string().repeat(64)
+            )
+        };
+        let other = if arch == "arm64" { "amd64" } else { "arm64" };
+        for media_type in [r#""mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","#, ""] {
+            let json = format!(
+                r#"{{"schemaVersion":2,{media_type}"manifests":[{},{},{}]}}"#,
+                entry("windows", arch, 'a'),
+                entry("linux", other, 'b'),
+                entry("linux", arch, 'c')
+            );
+            let Document::Index(index) = Document::parse(json.as_bytes()).expect("index") else {
+                panic!("read as a manifest: {json}");
+            };
+            let chosen = choose(index.manifests()).expect("one for this host");
+            assert_eq!(chosen.digest().as_ref(), format!("sha256:{}", "c".repeat(64)));
+        }
+        let json = format!(
+            r#"{{"schemaVersion":2,"manifests":[{},{}]}}"#,
+            entry("windows", arch, 'a'),
+            entry("linux", other, 'b')
+        );
+        let Document::Index(index) = Document::parse(json.as_bytes()).expect("index") else { panic!() };
+        assert!(choose(index.manifests()).is_none());
     }
 }
