@@ -104,6 +104,8 @@ fn add_nvml(topology: &mut Topology) -> (String, BTreeMap<String, Nvml>) {
     (format!("loaded (driver {driver}, {count} devices)"), extra)
 }
 
+/// `aictl topology`: the host's GPUs and NUMA nodes and who holds each GPU. Long because it
+/// lays out one report (table or JSON) from the topology and the generator's own placement.
 pub fn topology(xml: Option<&Path>, config: &[PathBuf], json: bool) -> Result<ExitCode, String> {
     let gpus = match xml {
         Some(x) => HostGpus::from_xml(x),

@@ -446,6 +446,8 @@ pub fn model_pull(source: &str, json: bool) -> Option<Result<ExitCode, String>> 
     })
 }
 
+/// Follows a pull the agent runs, printing its progress until its end. Long because the one
+/// signal loop handles each event kind (progress, done, failed, the agent gone) in its arm.
 async fn follow_pull(conn: &Connection, source: &str, json: bool) -> Result<ExitCode, String> {
     use futures_util::StreamExt;
     use std::io::{IsTerminal, Write};

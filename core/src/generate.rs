@@ -257,6 +257,8 @@ pub struct Outcome {
 /// Valid services become Quadlet-made units; services that failed get a unit that fails on
 /// start and says why (`aictl validate --service NAME`), so `systemctl start` and
 /// `systemctl status` tell the sysadmin what is wrong instead of "unit not found".
+/// Long because it is the one place that orders the generator's writes (units, drop-ins, wants
+/// links, failing units) for every service; each step is a call or a short loop.
 pub fn write_units(plan: Plan, out_dir: &Path, quadlet: &Quadlet, aictl: &Path) -> io::Result<Outcome> {
     let mut outcome = Outcome { problems: plan.problems, ..Outcome::default() };
     // Quadlet reads our files from a private directory, `out_dir/.aicontainers-quadlet`, and

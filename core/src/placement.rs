@@ -155,6 +155,8 @@ impl Holders {
 
 /// Places every request. Results are keyed by service name; an error says why, in words a
 /// sysadmin can act on.
+/// Long because the order of the passes (explicit devices, then counts by preference, then the
+/// holders' record) is the placement policy, clearer read in one place.
 pub fn place(
     topology: &Topology,
     requests: &[(&str, &Request)],
@@ -323,6 +325,8 @@ fn gpus_of_cdi(topology: &Topology, name: &str) -> Vec<usize> {
 }
 
 /// Resolves `gpu.devices`; checks holders and the policy against the nodes they sit on.
+/// Long because each selector form (index, UUID, PCI address, CDI name) has its own match and
+/// its own refusal, all against the same holders and policy.
 fn explicit(topology: &Topology, req: &Request, holders: &Holders) -> Result<Picked, String> {
     let mut picked = Picked { whole: Vec::new(), slices: Vec::new(), cdi: Vec::new() };
     let known = || {

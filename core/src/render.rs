@@ -98,6 +98,9 @@ fn unit_section(u: &mut UnitWriter, service: &Service, account: &Account) {
     }
 }
 
+/// The `[Container]` section: image, command, placement, devices, mounts, limits and podman's
+/// own options, key after key in the order Quadlet documents them. Long because it is a flat
+/// list of keys, each written through the unit writer; splitting it would only scatter them.
 fn container_section(
     u: &mut UnitWriter,
     service: &Service,

@@ -406,6 +406,9 @@ fn service_object(ports: &[Port], meta: Yaml, selector: Yaml) -> Yaml {
 }
 
 /// The pod: security context, init containers, the service's container and volumes.
+///
+/// Long because a pod spec is one nested literal (security context, init containers, the
+/// container, volumes); building it in pieces would hide its shape.
 fn pod_spec(
     service: &Service,
     name: &str,

@@ -95,8 +95,8 @@ impl Layers {
     }
 }
 
-/// Unpacks the archive blob `digest` as the next layer of `layers`. One match over the entry
-/// types, kept whole so that every type's fate is visible in one place.
+/// Unpacks the archive blob `digest` as the next layer of `layers`. Long because it is one match
+/// over the entry types, kept whole so that every type's fate is visible in one place.
 pub(crate) fn extract(
     store: &Store,
     digest: &Digest,

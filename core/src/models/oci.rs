@@ -64,7 +64,9 @@ impl Document {
                 )
             );
         if index {
-            ImageIndex::from_reader(bytes).map(|i| Document::Index(Box::new(i))).map_err(|e| format!("not an OCI index: {e}"))
+            ImageIndex::from_reader(bytes)
+                .map(|i| Document::Index(Box::new(i)))
+                .map_err(|e| format!("not an OCI index: {e}"))
         } else {
             ImageManifest::from_reader(bytes).map(|m| Document::Manifest(Box::new(m))).map_err(|e| e.to_string())
         }

@@ -556,6 +556,9 @@ impl Store {
     /// time; a second waits for it and then finds the blob there. An interrupted download is
     /// resumed from its partial file; a digest mismatch removes the partial file. The body is
     /// cut at `size` when the source announces one.
+    ///
+    /// Long because the lock, the resume, the fetch and the verify-then-publish sequence are one
+    /// protocol whose order is the store's invariant (see the top of this file).
     pub fn ensure_blob(
         &self,
         digest: &Digest,
@@ -734,6 +737,9 @@ impl Store {
 
     /// Builds (or finds) the tree of `files` and returns its id. Paths are checked again here;
     /// two files at one path, or a file where a directory must be, fail.
+    ///
+    /// Long because the checks, the hard links and the publish of the tree form one protocol,
+    /// like [`Store::ensure_blob`].
     pub fn build_tree(&self, files: &[TreeFile]) -> Result<Digest, Error> {
         let mut files = files.to_vec();
         files.sort();

@@ -285,11 +285,48 @@ pub fn check(
     }
     let specs = read_specs(host);
     let wanted: Vec<(&str, &str)> = request.cdi.iter().filter_map(|n| n.split_once('=')).collect();
-    let wanted_kinds: BTreeSet<&str> = wanted.iter().map(|(k, _)| *k).collect();
+    let loadable = loadable(host, request, account, &specs, &wanted, r);
+    if request.podman.is_none() && !r.findings.iter().any(|f| f.id == "cdi.unsupported-version") {
+        r.skip("cdi.unsupported-version", "the podman version is not known");
+    }
 
-    // Which files podman can load; the others are reported and left out, as podman does.
+    let used = resolve(host, &wanted, &loadable, r);
+    for id in ["cdi.no-spec", "cdi.unknown-device", "cdi.duplicate-device", "cdi.shadowed-device"] {
+        r.ok_unless_reported(id, format!("{} resolve to one spec each", request.cdi.join(", ")));
+    }
+    for id in ["cdi.unsupported-version", "cdi.unreadable-spec", "cdi.invalid-spec"] {
+        r.ok_unless_reported(id, format!("podman can load every spec ({} files)", specs.len()));
+    }
+
+    let checked_specs = used.len();
+    if used.is_empty() {
+        r.skip_all(&IDS[7..], "no spec resolves the requested devices");
+        return Vec::new();
+    }
+    for (file, spec, names) in used.values() {
+        stale_driver(host, file, spec, driver, r);
+        host_paths(host, file, spec, names, r);
+        mig(host, file, spec, names, r);
+    }
+    for id in &IDS[8..] {
+        r.ok_unless_reported(id, format!("the host has what the {checked_specs} spec(s) in use name"));
+    }
+    used_nodes(&used)
+}
+
+/// The spec files podman can load (as the service account); the others are reported and left
+/// out, as podman does.
+fn loadable<'a>(
+    host: &Host,
+    request: &Request,
+    account: Option<&Account>,
+    specs: &'a [SpecFile],
+    wanted: &[(&str, &str)],
+    r: &mut Report,
+) -> Vec<(&'a SpecFile, &'a Spec)> {
+    let wanted_kinds: BTreeSet<&str> = wanted.iter().map(|(k, _)| *k).collect();
     let mut loadable = Vec::new();
-    for file in &specs {
+    for file in specs {
         let shown = file.path.display();
         let kind = file.kind.as_deref();
         // A spec of another kind (or one that cannot even say its kind) does not stop this
@@ -356,13 +393,21 @@ pub fn check(
         }
         loadable.push((file, spec));
     }
-    if request.podman.is_none() && !r.findings.iter().any(|f| f.id == "cdi.unsupported-version") {
-        r.skip("cdi.unsupported-version", "the podman version is not known");
-    }
+    loadable
+}
 
-    // Resolution, name by name.
+/// The spec each requested name resolves to, as podman resolves it (the later directory wins;
+/// a name twice in one directory is dropped), by spec file.
+type Used<'a> = BTreeMap<&'a Path, (&'a SpecFile, &'a Spec, Vec<&'a str>)>;
+
+fn resolve<'a>(
+    host: &Host,
+    wanted: &[(&str, &'a str)],
+    loadable: &[(&'a SpecFile, &'a Spec)],
+    r: &mut Report,
+) -> Used<'a> {
     let mut used: BTreeMap<&Path, (&SpecFile, &Spec, Vec<&str>)> = BTreeMap::new();
-    for (kind, name) in &wanted {
+    for (kind, name) in wanted {
         let full = format!("{kind}={name}");
         let of_kind: Vec<&(&SpecFile, &Spec)> = loadable.iter().filter(|(_, s)| s.kind == *kind).collect();
         if of_kind.is_empty() {
@@ -400,28 +445,7 @@ pub fn check(
             continue;
         }
         let top = holders.iter().map(|(f, _)| f.priority).max().unwrap_or(0);
-        let mut duplicate = false;
-        for priority in 0..crate::cdi::SPEC_DIRS.len() {
-            let same: Vec<String> = holders
-                .iter()
-                .filter(|(f, _)| f.priority == priority)
-                .map(|(f, _)| f.path.display().to_string())
-                .collect();
-            if same.len() > 1 {
-                duplicate = true;
-                r.fail(
-                    "cdi.duplicate-device",
-                    format!(
-                        "{full} is in {} specs of {}: {}; podman drops a device defined twice in one directory",
-                        same.len(),
-                        crate::cdi::SPEC_DIRS[priority],
-                        same.join(" and ")
-                    ),
-                    format!("remove all but one of {}", same.join(", ")),
-                );
-            }
-        }
-        if duplicate {
+        if duplicated(&full, &holders, r) {
             continue;
         }
         let (winner, spec) =
@@ -442,26 +466,35 @@ pub fn check(
         }
         used.entry(&winner.path).or_insert((winner, spec, Vec::new())).2.push(name);
     }
-    for id in ["cdi.no-spec", "cdi.unknown-device", "cdi.duplicate-device", "cdi.shadowed-device"] {
-        r.ok_unless_reported(id, format!("{} resolve to one spec each", request.cdi.join(", ")));
-    }
-    for id in ["cdi.unsupported-version", "cdi.unreadable-spec", "cdi.invalid-spec"] {
-        r.ok_unless_reported(id, format!("podman can load every spec ({} files)", specs.len()));
-    }
+    used
+}
 
-    let checked_specs = used.len();
-    if used.is_empty() {
-        r.skip_all(&IDS[7..], "no spec resolves the requested devices");
-        return Vec::new();
+/// Reports `full` when it is defined in more than one spec of one directory (podman drops it).
+fn duplicated(full: &str, holders: &[&&(&SpecFile, &Spec)], r: &mut Report) -> bool {
+    let mut duplicate = false;
+    for priority in 0..crate::cdi::SPEC_DIRS.len() {
+        let same: Vec<String> =
+            holders.iter().filter(|(f, _)| f.priority == priority).map(|(f, _)| f.path.display().to_string()).collect();
+        if same.len() > 1 {
+            duplicate = true;
+            r.fail(
+                "cdi.duplicate-device",
+                format!(
+                    "{full} is in {} specs of {}: {}; podman drops a device defined twice in one directory",
+                    same.len(),
+                    crate::cdi::SPEC_DIRS[priority],
+                    same.join(" and ")
+                ),
+                format!("remove all but one of {}", same.join(", ")),
+            );
+        }
     }
-    for (file, spec, names) in used.values() {
-        stale_driver(host, file, spec, driver, r);
-        host_paths(host, file, spec, names, r);
-        mig(host, file, spec, names, r);
-    }
-    for id in &IDS[8..] {
-        r.ok_unless_reported(id, format!("the host has what the {checked_specs} spec(s) in use name"));
-    }
+    duplicate
+}
+
+/// The device nodes the container gets from the specs in use: each spec's common nodes and the
+/// requested devices' own, each host path once.
+fn used_nodes(used: &Used<'_>) -> Vec<UsedNode> {
     let mut nodes: Vec<UsedNode> = Vec::new();
     for (_, spec, names) in used.values() {
         let common = spec.common.nodes.iter().map(|n| UsedNode { host: n.host.clone(), device: None });

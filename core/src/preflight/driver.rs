@@ -149,6 +149,9 @@ fn read_kmsg(host: &Host) -> std::io::Result<String> {
 }
 
 /// The driver checks for `request`.
+///
+/// Long because it is a flat sequence of independent checks (not loaded, nouveau, library
+/// version, fabric manager, Xid, legacy hook), each reporting under its own id.
 pub fn check(host: &Host, request: &Request, driver: &Driver, r: &mut Report) {
     let nvidia = request.cdi.iter().any(|n| n.starts_with("nvidia.com/"));
     if !nvidia {
@@ -274,6 +277,9 @@ const IN_USE: &str = "driver.device-in-use";
 /// (`/dev/nvidiactl`, `/dev/nvidia-uvm`) are left out: every CUDA process holds them. A warning:
 /// a GPU may be shared on purpose, but a training job or a stray process that holds it makes the
 /// service start on a GPU whose memory is taken.
+///
+/// Long because the /proc walk must treat every kind of race (a process gone, an fd closed, a
+/// link unreadable) on the spot, and each is a line or two.
 pub fn in_use(host: &Host, request: &Request, nodes: &[super::UsedNode], r: &mut Report) {
     if request.cdi.is_empty() {
         r.skip(IN_USE, "the service asks for no devices");

@@ -52,6 +52,9 @@ fn label_type(label: &str) -> &str {
 }
 
 /// The SELinux checks for `request`, whose container gets `nodes`.
+///
+/// Long because it is a flat sequence: the mode, each boolean, then each node's label, each
+/// reported under its own id.
 pub fn check(host: &Host, request: &Request, nodes: &[UsedNode], r: &mut Report) {
     if request.cdi.is_empty() {
         r.skip_all(&[ID, LABEL], "the service asks for no devices");

@@ -174,6 +174,8 @@ pub fn from_cyclonedx(doc: &Value) -> Result<(Vec<Package>, usize), String> {
     Ok((out, skipped))
 }
 
+/// One CycloneDX component as a package, or None when it names none. Long because it reads two
+/// shapes: our own properties, else another tool's purl, whose types map each to its fields.
 fn component(c: &Value) -> Option<Package> {
     let prop = |name: &str| -> Option<String> {
         c.get("properties")?
