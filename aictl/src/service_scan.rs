@@ -255,7 +255,16 @@ fn print(reports: &[(Verdict, bool, Decision)], json: bool) -> Result<(), String
         out!("{}", serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?);
         return Ok(());
     }
-    out!("{:<20} {:<19} {:>4} {:>4} {:>4} {:>4} {:>5}  VERDICT", "SERVICE", "IMAGE ID", "CRIT", "HIGH", "MED", "LOW", "OTHER");
+    out!(
+        "{:<20} {:<19} {:>4} {:>4} {:>4} {:>4} {:>5}  VERDICT",
+        "SERVICE",
+        "IMAGE ID",
+        "CRIT",
+        "HIGH",
+        "MED",
+        "LOW",
+        "OTHER"
+    );
     for (v, _, d) in reports {
         let c = counts(&v.findings);
         let n = |k: &str| c.get(k).copied().unwrap_or(0);
@@ -286,7 +295,13 @@ fn print(reports: &[(Verdict, bool, Decision)], json: bool) -> Result<(), String
             );
         }
         for a in &d.expired {
-            out!("{}: allowlist entry {} ({}) expired on {}", escape(&v.service), escape(&a.id), escape(&a.at), a.expires);
+            out!(
+                "{}: allowlist entry {} ({}) expired on {}",
+                escape(&v.service),
+                escape(&a.id),
+                escape(&a.at),
+                a.expires
+            );
         }
     }
     Ok(())

@@ -42,7 +42,9 @@ fn not_regular(kind: fs::FileType) -> Option<&'static str> {
 /// error is a sentence to follow the file name.
 pub fn read_config(path: &Path) -> Result<String, String> {
     let refuse = |what: &str| {
-        Err(format!("is {what}, not a regular file: refused (a configuration file must be a regular file, or a link to one)"))
+        Err(format!(
+            "is {what}, not a regular file: refused (a configuration file must be a regular file, or a link to one)"
+        ))
     };
     let meta = fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
     if let Some(what) = not_regular(meta.file_type()) {
@@ -54,7 +56,8 @@ pub fn read_config(path: &Path) -> Result<String, String> {
     if let Some(what) = not_regular(meta.file_type()) {
         return refuse(what);
     }
-    let too_big = || format!("is larger than {CONFIG_MAX} bytes (1 MiB), the most a configuration file may hold: refused");
+    let too_big =
+        || format!("is larger than {CONFIG_MAX} bytes (1 MiB), the most a configuration file may hold: refused");
     if meta.len() > CONFIG_MAX {
         return Err(too_big());
     }

@@ -54,7 +54,11 @@ pub fn judge(policy_path: &Path, store: &Store, service: &str, image: &str, toda
             let blocks = rules.action.blocks();
             say(format!(
                 "{service}: the last scan verdict cannot be read: {why}: {}",
-                if blocks { "start refused (action block); `aictl scan` writes a new one" } else { "started (action warn)" }
+                if blocks {
+                    "start refused (action block); `aictl scan` writes a new one"
+                } else {
+                    "started (action warn)"
+                }
             ));
             return Outcome { allow: !blocks, lines };
         }
@@ -191,7 +195,8 @@ mod tests {
 
     #[test]
     fn allowlist_until_expiry() {
-        let entry = "[[allow]]\nid = \"CVE-2099-0001\"\nservice = \"chat\"\nexpires = 2024-10-01\nreason = \"no TLS\"\n";
+        let entry =
+            "[[allow]]\nid = \"CVE-2099-0001\"\nservice = \"chat\"\nexpires = 2024-10-01\nreason = \"no TLS\"\n";
         let f = fixture(&format!("[policy]\naction = \"block\"\n{entry}"));
         let day = policy::days_from_date("2024-10-01").expect("date");
         let o = judge(&f.policy, &f.store, "chat", "localhost/chat:1", day);
@@ -217,7 +222,12 @@ mod tests {
         std::fs::write(&f.policy, "[policy]\naction = \"blok\"\n").expect("write");
         let o = judge(&f.policy, &f.store, "chat", "localhost/chat:1", DAY);
         assert!(!o.allow);
-        assert!(o.lines[0].ends_with("policy.toml:2:10: policy.action: `blok` is not one of warn, block, stop; did you mean `block`?"), "{o:?}");
+        assert!(
+            o.lines[0].ends_with(
+                "policy.toml:2:10: policy.action: `blok` is not one of warn, block, stop; did you mean `block`?"
+            ),
+            "{o:?}"
+        );
         // A policy path that is a FIFO: refused without blocking.
         std::fs::remove_file(&f.policy).expect("rm");
         nix::unistd::mkfifo(&f.policy, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");

@@ -228,9 +228,8 @@ impl Policy {
                         let o = read_rules_owned(key, t, &mut diags);
                         policy.overrides.insert(name.clone(), o);
                     }
-                    other => diags.push(
-                        entry.node.origin.error(&key, format!("expected a table, found {}", other.type_name())),
-                    ),
+                    other => diags
+                        .push(entry.node.origin.error(&key, format!("expected a table, found {}", other.type_name()))),
                 }
             }
         }
@@ -251,10 +250,12 @@ impl Policy {
                         }
                     }
                 }
-                other => diags.push(entry.node.origin.error(
-                    "allow",
-                    format!("expected an array of tables ([[allow]]), found {}", other.type_name()),
-                )),
+                other => {
+                    diags.push(entry.node.origin.error(
+                        "allow",
+                        format!("expected an array of tables ([[allow]]), found {}", other.type_name()),
+                    ))
+                }
             }
         }
         if diags.is_empty() {
@@ -446,7 +447,8 @@ mod tests {
         assert_eq!(days_from_date("1970-01-01"), Some(0));
         assert_eq!(days_from_date("2000-03-01"), Some(11_017));
         assert_eq!(days_from_date("2024-02-29"), Some(19_782));
-        for bad in ["2023-02-29", "2024-13-01", "2024-00-10", "2024-1-01", "+024-01-01", "2024-01-32", "", "２０２４-01-01"]
+        for bad in
+            ["2023-02-29", "2024-13-01", "2024-00-10", "2024-1-01", "+024-01-01", "2024-01-32", "", "２０２４-01-01"]
         {
             assert_eq!(days_from_date(bad), None, "{bad}");
         }

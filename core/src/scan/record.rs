@@ -68,7 +68,8 @@ impl Store {
 
     /// Keeps the SBOM of `digest`.
     pub fn write_sbom(&self, digest: &str, data: &[u8]) -> std::io::Result<PathBuf> {
-        let path = self.sbom_path(digest).ok_or_else(|| std::io::Error::other(format!("{digest:?} is not sha256:HEX")))?;
+        let path =
+            self.sbom_path(digest).ok_or_else(|| std::io::Error::other(format!("{digest:?} is not sha256:HEX")))?;
         std::fs::create_dir_all(self.dir.join("sbom"))?;
         crate::fsutil::write_durable(&path, data, 0o644)?;
         Ok(path)
