@@ -84,9 +84,19 @@ fn podman_as(account: &Account, args: &[&str]) -> Result<Vec<u8>, String> {
     Ok(out.stdout)
 }
 
+/// Said of an image that is not in the account's storage yet (the first start pulls it):
+/// nothing to scan, and not a failure of the scan.
+const NOT_PULLED: &str = "not in the account's storage yet (the service's first start pulls it): nothing to scan";
+
 /// The image ID of `image` in the account's storage (`sha256:HEX`).
 fn image_id(account: &Account, image: &str) -> Result<String, String> {
-    let out = podman_as(account, &["image", "inspect", "--format", "{{.Id}}", "--", image])?;
+    let out = podman_as(account, &["image", "inspect", "--format", "{{.Id}}", "--", image]).map_err(|why| {
+        if why.contains("image not known") || why.contains("no such image") {
+            format!("{image}: {NOT_PULLED}")
+        } else {
+            why
+        }
+    })?;
     let text = String::from_utf8_lossy(&out);
     let id = text.trim();
     match record::digest_hex(id) {
@@ -188,6 +198,11 @@ pub fn scan(names: &[String], json: bool) -> Result<ExitCode, String> {
     let chosen = services(names)?;
     let store = Store::from_env();
     std::fs::create_dir_all(&store.dir).map_err(|e| format!("{}: cannot create: {e}", store.dir.display()))?;
+    // One scan at a time (the timer, the agent's start on a change, a sysadmin's): the later
+    // waits, then finds the SBOMs the earlier kept.
+    let lock_path = store.dir.join(".scan.lock");
+    let _lock = aicontainers::fsutil::lock(&lock_path, nix::fcntl::FlockArg::LockExclusive, 0o600)
+        .map_err(|e| format!("{}: cannot lock: {e}", lock_path.display()))?;
     let index = Index::load_dir_cached(&policy.advisories, &store.advisory_cache()).map_err(|d| d.to_string())?;
     for w in &index.warnings {
         eprintln!("aictl: warning: {}", escape(&w.to_string()));
@@ -214,7 +229,7 @@ pub fn scan(names: &[String], json: bool) -> Result<ExitCode, String> {
             }
             Err(why) => {
                 eprintln!("aictl: {}: {}", service.name, escape(&why));
-                failed = true;
+                failed |= !why.ends_with(NOT_PULLED);
             }
         }
     }
