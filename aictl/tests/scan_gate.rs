@@ -34,7 +34,12 @@ fn the_gate_refuses_under_block_naming_the_advisory_and_the_fix() {
     let out = gate(t.path(), "chat", "localhost/chat:1");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("chat: DEBIAN-CVE-2099-0007 (CVE-2099-0007): zlib 1.0-1 (Debian:13), severity high, fixed in 1.0-2"), "{err}");
+    assert!(
+        err.contains(
+            "chat: DEBIAN-CVE-2099-0007 (CVE-2099-0007): zlib 1.0-1 (Debian:13), severity high, fixed in 1.0-2"
+        ),
+        "{err}"
+    );
     assert!(err.contains("start refused by the scan policy (action block)"), "{err}");
     // warn, a service override and an allowlist entry let it start.
     for policy in [

@@ -118,7 +118,7 @@ pub struct Allow {
 
 impl Allow {
     fn covers(&self, service: &str, f: &Finding) -> bool {
-        (f.id == self.id || f.aliases.iter().any(|a| *a == self.id))
+        (f.id == self.id || f.aliases.contains(&self.id))
             && self.package.as_deref().is_none_or(|p| p == f.package)
             && self.for_service(service)
     }
@@ -261,7 +261,7 @@ impl Policy {
         if diags.is_empty() {
             Ok(policy)
         } else {
-            diags.sort_by(|a, b| (a.line, a.col).cmp(&(b.line, b.col)));
+            diags.sort_by_key(|d| (d.line, d.col));
             diags.dedup();
             Err(diags)
         }

@@ -45,8 +45,9 @@ check "$SC_SVC's unit runs the scan gate" \
 check "the scan timer is enabled, randomized and persistent" sh -c "systemctl is-enabled aicontainers-scan.timer \
     && [ \"\$(systemctl show -P RandomizedDelayUSec aicontainers-scan.timer)\" != 0 ] \
     && [ \"\$(systemctl show -P Persistent aicontainers-scan.timer)\" = yes ]"
+# The VM image has no man(1): verify's check of the man: links cannot run there.
 check "systemd-analyze verify: the scan units" \
-    sh -c "systemd-analyze verify aicontainers-scan.service aicontainers-scan.timer 2>&1 | tee /dev/stderr | grep -v 'ssh.*\\.socket' | grep -q . && exit 1 || exit 0"
+    sh -c "systemd-analyze verify aicontainers-scan.service aicontainers-scan.timer 2>&1 | tee /dev/stderr | grep -v \"Command 'man \" | grep -q . && exit 1 || exit 0"
 echo "    (systemd-analyze security aicontainers-scan.service: $(systemd-analyze security aicontainers-scan.service 2>/dev/null | tail -1))"
 
 sc_restore() { systemctl stop "$SC_SVC" >/dev/null 2>&1; systemctl reset-failed "$SC_SVC" >/dev/null 2>&1; }
@@ -76,7 +77,7 @@ cat > "$SC_OSV/$SC_ID.json" <<EOF
 EOF
 check "aictl scan $SC_SVC --json reports the advisory, with its fixed version" \
     sh -c "aictl scan $SC_SVC --json | tee /tmp/sc-scan.json | jq -e --arg id $SC_ID --arg fixed '$SC_FIXED' \
-        '.services[0].findings | any(.id == \$id and .fixed == \$fixed and .package == \"$sc_src\" and .installed == \"$sc_ver\")'"
+        '.services[0].findings | any(.id == \$id and .fixed == \$fixed and .package == \"$SC_PKG\" and .installed == \"$sc_ver\")'"
 check "the SBOM is kept by image ID, and a rescan does not inventory again" sh -c "
     id=\$(aictl account run $ACCOUNT -- podman image inspect --format '{{.Id}}' $SC_IMG) &&
     test -s $SC_STATE/sbom/sha256-\$id.cdx.json &&
