@@ -79,6 +79,21 @@ pub fn read_config(path: &Path) -> Result<String, String> {
 
 use nix::fcntl::{Flock, FlockArg};
 
+/// Removes the `NAME.json` files of `dir` whose NAME is not in `keep` (the records of services
+/// that are gone); returns the names removed.
+pub fn prune_json(dir: &Path, keep: &[String]) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(service) = name.strip_suffix(".json") else { continue };
+        if !keep.iter().any(|k| k == service) && fs::remove_file(entry.path()).is_ok() {
+            removed.push(service.to_owned());
+        }
+    }
+    removed
+}
+
 /// Writes `data` to `path` so that readers see the old file or the new one, and the new one
 /// survives a crash: a temporary file in the same directory, fsynced, given `mode`, renamed over
 /// `path`, then the directory fsynced.

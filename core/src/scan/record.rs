@@ -105,16 +105,7 @@ impl Store {
 
     /// Removes the verdicts of services not in `keep`.
     pub fn prune(&self, keep: &[String]) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.dir.join("verdict")) else { return Vec::new() };
-        let mut removed = Vec::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(service) = name.strip_suffix(".json") else { continue };
-            if !keep.iter().any(|k| k == service) && std::fs::remove_file(entry.path()).is_ok() {
-                removed.push(service.to_owned());
-            }
-        }
-        removed
+        crate::fsutil::prune_json(&self.dir.join("verdict"), keep)
     }
 }
 
