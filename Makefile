@@ -49,6 +49,7 @@ install: build
 	install -Dm644 man/aicontainers-preflight.7 $(DESTDIR)$(MANDIR)/man7/aicontainers-preflight.7
 	install -Dm644 docs/models.md $(DESTDIR)$(DOCDIR)/models.md
 	install -Dm644 docs/sandbox.md $(DESTDIR)$(DOCDIR)/sandbox.md
+	install -Dm644 docs/scan.md $(DESTDIR)$(DOCDIR)/scan.md
 	install -Dm644 man/aicontainers-generator.8 $(DESTDIR)$(MANDIR)/man8/aicontainers-generator.8
 	install -dm755 $(DESTDIR)$(DOCDIR)/examples
 	cp -r examples/. $(DESTDIR)$(DOCDIR)/examples/
@@ -59,6 +60,9 @@ install: build
 	chmod 644 $(DESTDIR)$(SYSTEMUNITDIR)/aicontainersd.service
 	sed 's|@BINDIR@|$(BINDIR)|g' units/aicontainers-preflight.service.in > $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-preflight.service
 	chmod 644 $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-preflight.service
+	sed 's|@BINDIR@|$(BINDIR)|g' units/aicontainers-scan.service.in > $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-scan.service
+	chmod 644 $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-scan.service
+	install -m644 units/aicontainers-scan.timer $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-scan.timer
 	install -Dm644 units/aicontainers.sysusers $(DESTDIR)$(SYSUSERSDIR)/aicontainers.conf
 	install -Dm644 units/50-aicontainers.preset $(DESTDIR)$(PRESETDIR)/50-aicontainers.preset
 	install -Dm644 agent/data/org.aicontainers.Agent1.conf $(DESTDIR)$(DBUSSYSTEMDIR)/org.aicontainers.Agent1.conf
@@ -79,6 +83,7 @@ uninstall:
 	      $(DESTDIR)$(MANDIR)/man5/aicontainers.toml.5 $(DESTDIR)$(MANDIR)/man1/aictl.1 \
 	      $(DESTDIR)$(MANDIR)/man8/aicontainers-generator.8 $(DESTDIR)$(MANDIR)/man7/aicontainers-preflight.7
 	rm -f $(DESTDIR)$(LIBEXECDIR)/aicontainersd $(DESTDIR)$(SYSTEMUNITDIR)/aicontainersd.service $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-preflight.service \
+	      $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-scan.service $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-scan.timer \
 	      $(DESTDIR)$(SYSUSERSDIR)/aicontainers.conf $(DESTDIR)$(PRESETDIR)/50-aicontainers.preset \
 	      $(DESTDIR)$(DBUSSYSTEMDIR)/org.aicontainers.Agent1.conf \
 	      $(DESTDIR)$(POLKITDIR)/actions/org.aicontainers.policy $(DESTDIR)$(POLKITDIR)/rules.d/50-aicontainers.rules \

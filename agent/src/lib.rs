@@ -25,6 +25,7 @@ pub mod names;
 pub mod notify;
 pub mod placement;
 pub mod preflight;
+pub mod scan;
 pub mod service;
 pub mod systemd;
 pub mod units;

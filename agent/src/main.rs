@@ -73,6 +73,8 @@ async fn run(cli: Cli) -> Result<(), String> {
     let count = agent.rescan().await.map_err(|e| format!("cannot put the services on the bus: {e}"))?;
     // A host without inotify left still runs: preflight problems then show as of each start.
     let _preflight = agent.clone().follow_preflight().map_err(|e| log::warn!("{e}")).ok();
+    // Likewise: without inotify, rescans come from the timer only.
+    let _scans = agent.clone().follow_scans().map_err(|e| log::warn!("{e}")).ok();
     let server = conn.object_server();
     server.at(ROOT_PATH, ManagerObject { agent: agent.clone() }).await.map_err(|e| e.to_string())?;
     server.at(ROOT_PATH, ObjectManager).await.map_err(|e| e.to_string())?;

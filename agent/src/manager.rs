@@ -21,6 +21,7 @@ use crate::auth;
 use crate::errors::Error;
 use crate::names::{service_path, ACTION_MANAGE_SERVICES, MANAGER_INTERFACE, ROOT_PATH};
 use crate::preflight;
+use crate::scan;
 use crate::service::{Context, ServiceInfo, ServiceObject};
 use crate::systemd;
 use crate::units::Live;
@@ -303,6 +304,32 @@ impl Agent {
                 }
                 if records || inputs {
                     self.show_preflight().await;
+                }
+            }
+        }))
+    }
+
+    /// Starts `aicontainers-scan.service` after each burst of changes to the advisories or the
+    /// scan policy (see [`crate::scan`]); directories made since are watched from then on.
+    pub fn follow_scans(self: Arc<Self>) -> Result<tokio::task::JoinHandle<()>, Error> {
+        let mut dirs = scan::watched_dirs(&self.host.root);
+        let mut events = preflight::watch(dirs.clone())
+            .map_err(|e| Error::Failed(format!("cannot watch the advisories for changes: {e}")))?;
+        Ok(tokio::spawn(async move {
+            while preflight::next_burst(&mut events).await.is_some() {
+                log::info!("the advisories or the scan policy changed; starting {}", scan::SCAN_UNIT);
+                let ctx = &self.ctx;
+                let run =
+                    systemd::run_job(&ctx.systemd, &ctx.jobs, &ctx.units.calls, systemd::Verb::Start, scan::SCAN_UNIT);
+                if let Err(e) = run.await {
+                    log::warn!("cannot start the image scans: {e}");
+                }
+                let now = scan::watched_dirs(&self.host.root);
+                if now != dirs {
+                    match preflight::watch(now.clone()) {
+                        Ok(rx) => (events, dirs) = (rx, now),
+                        Err(e) => log::warn!("cannot watch the advisories' new directories: {e}"),
+                    }
                 }
             }
         }))

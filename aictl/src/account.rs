@@ -135,22 +135,29 @@ fn run_as(name: &str, command: &[String]) -> Result<ExitCode, String> {
         // The user manager makes the runtime directory; start it as the units do.
         run_tool("systemctl", &["start", &format!("user@{}.service", account.uid)])?;
     }
-    // A clean environment, like the units': nothing of root's (REGISTRY_AUTH_FILE,
-    // CONTAINERS_CONF, TMPDIR...) leaks into the account's podman.
-    let status = Command::new("runuser")
-        .current_dir("/")
-        .args(["-u", name, "--", "env", "-i"])
-        .arg("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        .arg(format!("HOME={}", account.home.display()))
-        .arg(format!("USER={name}"))
-        .arg(format!("LOGNAME={name}"))
-        .arg(format!("XDG_RUNTIME_DIR={runtime}"))
-        .arg(format!("DBUS_SESSION_BUS_ADDRESS=unix:path={runtime}/bus"))
+    let status = command_as(&account)
         .args(std::env::var("TERM").map(|t| format!("TERM={t}")))
         .args(command)
         .status()
         .map_err(|e| format!("cannot run runuser: {e}"))?;
     Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+}
+
+/// `runuser` as `account`, in a clean environment like the units': nothing of root's
+/// (REGISTRY_AUTH_FILE, CONTAINERS_CONF, TMPDIR...) leaks into the account's podman. The
+/// command and its arguments follow.
+pub fn command_as(account: &Account) -> Command {
+    let runtime = account.runtime_dir();
+    let mut c = Command::new("runuser");
+    c.current_dir("/")
+        .args(["-u", &account.name, "--", "env", "-i"])
+        .arg("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .arg(format!("HOME={}", account.home.display()))
+        .arg(format!("USER={}", account.name))
+        .arg(format!("LOGNAME={}", account.name))
+        .arg(format!("XDG_RUNTIME_DIR={runtime}"))
+        .arg(format!("DBUS_SESSION_BUS_ADDRESS=unix:path={runtime}/bus"));
+    c
 }
 
 /// The first multiple of 65536 at or above SUBID_MIN that is past every range in the files,

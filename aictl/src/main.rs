@@ -29,6 +29,7 @@ mod model;
 mod preflight;
 mod sandbox;
 mod scan;
+mod service_scan;
 mod size;
 mod top;
 
@@ -147,11 +148,20 @@ enum Command {
     /// Check that services can start: CDI specs, the NVIDIA driver, SELinux, the account, podman
     /// (man 7 aicontainers-preflight). Exits 1 if any check reports an error.
     Preflight(preflight::PreflightArgs),
-    /// Match an image's packages against OSV advisories, offline: an unpacked root filesystem
-    /// (--rootfs), a cached SBOM (--sbom) or a trivy/grype report (--report); docs/scan.md.
+    /// Match images' packages against OSV advisories, offline: the images of services (each
+    /// verdict kept for the start gate), an unpacked root filesystem (--rootfs), a cached SBOM
+    /// (--sbom) or a trivy/grype report (--report); docs/scan.md.
     Scan(scan::ScanArgs),
-    /// Print the CycloneDX 1.5 JSON SBOM of an unpacked root filesystem.
+    /// Print the CycloneDX 1.5 JSON SBOM of a service's image or of an unpacked root filesystem.
     Sbom(scan::SbomArgs),
+    /// The start gate of a service unit (`ExecStartPre=`): fails when the scan policy blocks
+    /// the last verdict of the service's image (docs/scan.md).
+    #[command(hide = true)]
+    ScanGate {
+        name: String,
+        /// The image the service file names.
+        image: String,
+    },
     /// Live commands, through aicontainersd on the system bus (src/live.rs).
     #[command(flatten)]
     Live(live::LiveCommand),
@@ -187,6 +197,7 @@ fn main() -> ExitCode {
         Command::Preflight(args) => preflight::run(args),
         Command::Scan(args) => scan::scan(args),
         Command::Sbom(args) => scan::sbom(args),
+        Command::ScanGate { name, image } => service_scan::gate(&name, &image),
         Command::Sandbox { command } => sandbox::run(command),
         Command::Live(live::LiveCommand::Top { delay, iterations, batch }) => top::run(delay, iterations, batch),
         Command::Live(command) => live::run(command),

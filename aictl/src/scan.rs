@@ -15,19 +15,25 @@ use clap::{ArgGroup, Args};
 const DOC_MAX: u64 = 512 << 20;
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("subject").required(true).args(["rootfs", "sbom", "report"])))]
+#[command(group(ArgGroup::new("subject").args(["rootfs", "sbom", "report", "names"])))]
 pub struct ScanArgs {
+    /// Services to scan (every service when no NAME and no --rootfs, --sbom or --report):
+    /// the image each runs, read as its account, against the policy's advisories; records
+    /// each verdict for the start gate. Needs root.
+    #[arg(value_name = "NAME")]
+    names: Vec<String>,
     /// Scan this unpacked root filesystem (an image's files).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", requires = "advisories")]
     rootfs: Option<PathBuf>,
     /// Rescan a CycloneDX JSON SBOM (`aictl sbom`'s, or trivy's or syft's) instead.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "advisories")]
     sbom: Option<PathBuf>,
     /// Read the findings of a trivy (`--format json`) or grype (`-o json`) report instead.
     #[arg(long, value_name = "FILE", conflicts_with = "advisories")]
     report: Option<PathBuf>,
-    /// The OSV records to match against: a directory of JSON files, read recursively.
-    #[arg(long, value_name = "DIR", required_unless_present = "report")]
+    /// The OSV records to match against: a directory of JSON files, read recursively (for
+    /// services: the policy's `advisories`).
+    #[arg(long, value_name = "DIR", conflicts_with = "names")]
     advisories: Option<PathBuf>,
     /// Keep the parsed advisories in FILE and read them from there while the directory is
     /// unchanged (same files, sizes, modification times): a rescan then parses one file.
@@ -40,10 +46,15 @@ pub struct ScanArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(ArgGroup::new("subject").required(true).args(["rootfs", "service"])))]
 pub struct SbomArgs {
+    /// The service whose image to print the SBOM of (kept per image ID, else inventoried as
+    /// the service's account). Needs root.
+    #[arg(value_name = "NAME", conflicts_with = "name")]
+    service: Option<String>,
     /// The unpacked root filesystem to inventory.
     #[arg(long, value_name = "DIR")]
-    rootfs: PathBuf,
+    rootfs: Option<PathBuf>,
     /// What the SBOM describes (metadata.component.name; default: the directory).
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
@@ -68,6 +79,9 @@ fn read_json(path: &Path) -> Result<serde_json::Value, String> {
 }
 
 pub fn scan(args: ScanArgs) -> Result<ExitCode, String> {
+    if args.rootfs.is_none() && args.sbom.is_none() && args.report.is_none() {
+        return crate::service_scan::scan(&args.names, args.json);
+    }
     let findings: Vec<Finding> = if let Some(report) = &args.report {
         external::findings(&read_json(report)?).map_err(|e| format!("{}: {e}", report.display()))?
     } else {
@@ -124,8 +138,13 @@ pub fn scan(args: ScanArgs) -> Result<ExitCode, String> {
 }
 
 pub fn sbom(args: SbomArgs) -> Result<ExitCode, String> {
-    let inv = inventory_of(&args.rootfs)?;
-    let name = args.name.unwrap_or_else(|| args.rootfs.display().to_string());
+    let rootfs = match (args.rootfs, args.service) {
+        (Some(dir), _) => dir,
+        (None, Some(service)) => return crate::service_scan::sbom(&service),
+        (None, None) => return Err("name a service, or --rootfs DIR".into()),
+    };
+    let inv = inventory_of(&rootfs)?;
+    let name = args.name.unwrap_or_else(|| rootfs.display().to_string());
     let doc = sbom::to_cyclonedx(&inv, &name);
     out!("{}", serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?);
     Ok(ExitCode::SUCCESS)

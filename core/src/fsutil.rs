@@ -42,7 +42,9 @@ fn not_regular(kind: fs::FileType) -> Option<&'static str> {
 /// error is a sentence to follow the file name.
 pub fn read_config(path: &Path) -> Result<String, String> {
     let refuse = |what: &str| {
-        Err(format!("is {what}, not a regular file: refused (a service file must be a regular file, or a link to one)"))
+        Err(format!(
+            "is {what}, not a regular file: refused (a configuration file must be a regular file, or a link to one)"
+        ))
     };
     let meta = fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
     if let Some(what) = not_regular(meta.file_type()) {
@@ -54,7 +56,8 @@ pub fn read_config(path: &Path) -> Result<String, String> {
     if let Some(what) = not_regular(meta.file_type()) {
         return refuse(what);
     }
-    let too_big = || format!("is larger than {CONFIG_MAX} bytes (1 MiB), the most a service file may hold: refused");
+    let too_big =
+        || format!("is larger than {CONFIG_MAX} bytes (1 MiB), the most a configuration file may hold: refused");
     if meta.len() > CONFIG_MAX {
         return Err(too_big());
     }
@@ -75,6 +78,21 @@ pub fn read_config(path: &Path) -> Result<String, String> {
 }
 
 use nix::fcntl::{Flock, FlockArg};
+
+/// Removes the `NAME.json` files of `dir` whose NAME is not in `keep` (the records of services
+/// that are gone); returns the names removed.
+pub fn prune_json(dir: &Path, keep: &[String]) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(service) = name.strip_suffix(".json") else { continue };
+        if !keep.iter().any(|k| k == service) && fs::remove_file(entry.path()).is_ok() {
+            removed.push(service.to_owned());
+        }
+    }
+    removed
+}
 
 /// Writes `data` to `path` so that readers see the old file or the new one, and the new one
 /// survives a crash: a temporary file in the same directory, fsynced, given `mode`, renamed over

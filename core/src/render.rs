@@ -220,6 +220,9 @@ fn service_section(
         let interval = interval.to_string();
         u.words("ExecStartPost", &[crate::AICTL_PATH, "health-watch", "--interval", &interval, &service.name]);
     }
+    // The scan gate first (docs/scan.md): the last verdict of the image, judged by the scan
+    // policy of the moment; it runs as the account and only reads two small files.
+    u.words("ExecStartPre", &[crate::AICTL_PATH, "scan-gate", &service.name, &service.image]);
     // The preflight checks (man 7 aicontainers-preflight) before anything else starts.
     if let Some(p) = placement {
         let request = crate::preflight::Request::for_unit(service, account, podman, p);

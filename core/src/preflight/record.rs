@@ -88,16 +88,7 @@ pub fn write(host: &Host, record: &Record) -> std::io::Result<()> {
 
 /// Removes the records of services not in `keep`; returns what it removed.
 pub fn prune(host: &Host, keep: &[String]) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(host.path(RECORD_DIR)) else { return Vec::new() };
-    let mut removed = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(service) = name.strip_suffix(".json") else { continue };
-        if !keep.iter().any(|k| k == service) && std::fs::remove_file(entry.path()).is_ok() {
-            removed.push(service.to_owned());
-        }
-    }
-    removed
+    crate::fsutil::prune_json(&host.path(RECORD_DIR), keep)
 }
 
 /// Reads the record of `service` from `dir`: `Ok(None)` when there is none yet, an error (a

@@ -22,8 +22,11 @@
 //! it, block, or run without bound.
 
 pub mod external;
+pub mod gate;
 pub mod inventory;
 pub mod osv;
+pub mod policy;
+pub mod record;
 pub mod rootfs;
 pub mod rpmdb;
 pub mod sbom;

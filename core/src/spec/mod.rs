@@ -7,7 +7,7 @@
 
 mod check;
 mod read;
-mod section;
+pub(crate) mod section;
 mod types;
 
 pub use check::{check_service_name, parse_duration};

@@ -8,17 +8,17 @@ use crate::unit::{self, Kind};
 use super::check::parse_duration;
 
 /// Top-level keys that are neither valid nor unknown: reported by `RESERVED_TOP`.
-pub(super) const RESERVED_NAMES: &[&str] = &[];
+pub(crate) const RESERVED_NAMES: &[&str] = &[];
 
 /// Reads the keys of one table, remembering which were used so the rest can be reported.
-pub(super) struct Section<'a> {
+pub(crate) struct Section<'a> {
     prefix: String,
     table: &'a Table,
     known: &'static [&'static str],
 }
 
 impl<'a> Section<'a> {
-    pub(super) fn new(
+    pub(crate) fn new(
         prefix: &str,
         table: &'a Table,
         known: &'static [&'static str],
@@ -41,20 +41,20 @@ impl<'a> Section<'a> {
         Section { prefix: prefix.to_owned(), table, known }
     }
 
-    pub(super) fn path(&self, key: &str) -> String {
+    pub(crate) fn path(&self, key: &str) -> String {
         debug_assert!(self.known.contains(&key), "{key} is not declared for [{}]", self.prefix);
         join(&self.prefix, key)
     }
 
-    pub(super) fn get(&self, key: &str) -> Option<&'a Entry> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'a Entry> {
         self.table.get(key)
     }
 
-    pub(super) fn type_error(&self, key: &str, node: &Node, expected: &str) -> Diagnostic {
+    pub(crate) fn type_error(&self, key: &str, node: &Node, expected: &str) -> Diagnostic {
         node.origin.error(&self.path(key), format!("expected {expected}, found {}", node.value.type_name()))
     }
 
-    pub(super) fn string(&self, key: &str, diags: &mut Vec<Diagnostic>) -> Option<(String, &'a Origin)> {
+    pub(crate) fn string(&self, key: &str, diags: &mut Vec<Diagnostic>) -> Option<(String, &'a Origin)> {
         let entry = self.get(key)?;
         match &entry.node.value {
             Value::String(s) if has_control(s) => {
@@ -69,7 +69,7 @@ impl<'a> Section<'a> {
         }
     }
 
-    pub(super) fn boolean(&self, key: &str, diags: &mut Vec<Diagnostic>) -> Option<bool> {
+    pub(crate) fn boolean(&self, key: &str, diags: &mut Vec<Diagnostic>) -> Option<bool> {
         let entry = self.get(key)?;
         match entry.node.value {
             Value::Boolean(b) => Some(b),
@@ -80,7 +80,7 @@ impl<'a> Section<'a> {
         }
     }
 
-    pub(super) fn integer(&self, key: &str, min: i64, max: i64, diags: &mut Vec<Diagnostic>) -> Option<i64> {
+    pub(crate) fn integer(&self, key: &str, min: i64, max: i64, diags: &mut Vec<Diagnostic>) -> Option<i64> {
         let entry = self.get(key)?;
         match entry.node.value {
             Value::Integer(i) if (min..=max).contains(&i) => Some(i),
@@ -99,7 +99,7 @@ impl<'a> Section<'a> {
         }
     }
 
-    pub(super) fn strings(&self, key: &str, diags: &mut Vec<Diagnostic>) -> Option<Vec<(String, &'a Origin)>> {
+    pub(crate) fn strings(&self, key: &str, diags: &mut Vec<Diagnostic>) -> Option<Vec<(String, &'a Origin)>> {
         let entry = self.get(key)?;
         let Value::Array(items) = &entry.node.value else {
             diags.push(self.type_error(key, &entry.node, "an array of strings"));
@@ -120,7 +120,7 @@ impl<'a> Section<'a> {
     }
 
     /// One of `values`, by the name `name` gives each (the enum's one spelling).
-    pub(super) fn choice<T: Copy>(
+    pub(crate) fn choice<T: Copy>(
         &self,
         key: &str,
         values: &[T],
@@ -140,7 +140,7 @@ impl<'a> Section<'a> {
         None
     }
 
-    pub(super) fn table(&self, key: &str, diags: &mut Vec<Diagnostic>) -> Option<&'a Table> {
+    pub(crate) fn table(&self, key: &str, diags: &mut Vec<Diagnostic>) -> Option<&'a Table> {
         let entry = self.get(key)?;
         match &entry.node.value {
             Value::Table(t) => Some(t),
@@ -154,11 +154,11 @@ impl<'a> Section<'a> {
 
 /// What the fixed part of the podman command Quadlet writes takes, at most (options, paths,
 /// models, devices), on top of the values of the file.
-pub(super) const EXEC_LINE_RESERVE: usize = 16 * 1024;
+pub(crate) const EXEC_LINE_RESERVE: usize = 16 * 1024;
 
 /// Whether `value` can be written to a unit as `kind` ([`crate::unit::check`], the writer's own
 /// rule); if not, says why at `origin`.
-pub(super) fn unit_value(kind: Kind, value: &str, origin: &Origin, key: &str, diags: &mut Vec<Diagnostic>) -> bool {
+pub(crate) fn unit_value(kind: Kind, value: &str, origin: &Origin, key: &str, diags: &mut Vec<Diagnostic>) -> bool {
     match unit::check(kind, value) {
         Ok(()) => true,
         Err(why) => {
@@ -169,7 +169,7 @@ pub(super) fn unit_value(kind: Kind, value: &str, origin: &Origin, key: &str, di
 }
 
 /// A value quoted for a message, cut short when long.
-pub(super) fn shown(value: &str) -> String {
+pub(crate) fn shown(value: &str) -> String {
     const MAX: usize = 80;
     match value.char_indices().nth(MAX) {
         Some((at, _)) => format!("{:?}... ({} bytes)", &value[..at], value.len()),
@@ -177,15 +177,15 @@ pub(super) fn shown(value: &str) -> String {
     }
 }
 
-pub(super) const CONTROL_MESSAGE: &str =
+pub(crate) const CONTROL_MESSAGE: &str =
     "contains a control character (NUL, escape, ...): only tab and newline are allowed";
 
 /// Control characters other than tab and newline cannot survive a unit file.
-pub(super) fn has_control(s: &str) -> bool {
+pub(crate) fn has_control(s: &str) -> bool {
     s.chars().any(|c| c.is_control() && c != '\t' && c != '\n')
 }
 
-pub(super) fn join(prefix: &str, key: &str) -> String {
+pub(crate) fn join(prefix: &str, key: &str) -> String {
     if prefix.is_empty() {
         key.to_owned()
     } else {
@@ -193,11 +193,11 @@ pub(super) fn join(prefix: &str, key: &str) -> String {
     }
 }
 
-pub(super) fn start_of(origin: &Origin) -> Origin {
+pub(crate) fn start_of(origin: &Origin) -> Origin {
     Origin { file: origin.file.clone(), span: 0..0 }
 }
 
-pub(super) fn duration(section: &Section<'_>, key: &str, diags: &mut Vec<Diagnostic>) -> Option<String> {
+pub(crate) fn duration(section: &Section<'_>, key: &str, diags: &mut Vec<Diagnostic>) -> Option<String> {
     let (value, origin) = section.string(key, diags)?;
     match parse_duration(&value) {
         Ok(_) => Some(value),

@@ -77,10 +77,15 @@ check "remove: the GPU claims stay" test "$pkg_claims" = "$(sha256sum < "$PKG_CL
 check "apt-get purge aicontainers" env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q aicontainers
 check "dpkg: no trace of the package" sh -c "! dpkg-query -W aicontainers"
 pkg_tree > /root/pkg-tree.after
-# What purge may remove: the package's files, its enablement link, the model store and the claims.
+# What purge may remove: the package's files, its enablement links, the model store, the claims,
+# the scans' state and the scan directories when empty.
 {
     echo "$pkg_files"
     echo /etc/systemd/system/multi-user.target.wants/aicontainersd.service
+    echo /etc/systemd/system/timers.target.wants/aicontainers-scan.timer
+    echo /etc/aicontainers/scan
+    echo /var/lib/aicontainers/advisories
+    grep '^/var/lib/aicontainers/scan' /root/pkg-tree.before
     echo "$PKG_CLAIMS"
     echo /var/lib/aicontainers/.gpu-claims.lock
     grep '^/var/lib/aicontainers/models' /root/pkg-tree.before
