@@ -23,6 +23,7 @@ macro_rules! out_raw {
 mod account;
 mod export;
 mod gpu;
+mod journal;
 mod live;
 mod manpage;
 mod model;

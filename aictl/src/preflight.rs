@@ -155,19 +155,18 @@ fn one_line(f: &Finding) -> String {
 /// OBJECT_SYSTEMD_UNIT= (so `journalctl -u NAME` and `systemctl status NAME` list it even when
 /// this process has exited before journald looked at its cgroup; honoured for root senders).
 fn journal_send(f: &Finding, text: &str, service: &str) -> bool {
-    let priority = if f.status == Status::Error { 3 } else { 4 };
-    let clean = |s: &str| s.replace(['\n', '\r'], " ");
-    let entry = format!(
-        "MESSAGE={}\nPRIORITY={priority}\nSYSLOG_IDENTIFIER=aictl\nCHECK_ID={}\nSERVICE={}\nCHECK_STATUS={}\nCHECK_FIX={}\nOBJECT_SYSTEMD_UNIT={}.service\n",
-        clean(text),
-        f.id,
-        clean(service),
-        f.status,
-        clean(&f.fix),
-        clean(service)
-    );
-    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else { return false };
-    sock.send_to(entry.as_bytes(), "/run/systemd/journal/socket").is_ok()
+    let priority = if f.status == Status::Error { "3" } else { "4" };
+    let (status, unit) = (f.status.to_string(), format!("{service}.service"));
+    crate::journal::send(&[
+        ("MESSAGE", text),
+        ("PRIORITY", priority),
+        ("SYSLOG_IDENTIFIER", "aictl"),
+        ("CHECK_ID", f.id),
+        ("SERVICE", service),
+        ("CHECK_STATUS", &status),
+        ("CHECK_FIX", &f.fix),
+        ("OBJECT_SYSTEMD_UNIT", &unit),
+    ])
 }
 
 /// The request of each service: from its generated unit's preflight line when it has one (what

@@ -171,8 +171,76 @@ fn scan_one(
         scanned_at: record::now(),
         findings,
     };
+    let before = store.read_verdict(&service.name).ok().flatten();
     store.write_verdict(&verdict).map_err(|e| format!("cannot record the verdict: {e}"))?;
+    announce_new(before.as_ref(), &verdict);
     Ok((verdict, cached, unreadable))
+}
+
+/// The MESSAGE_ID of the journal entry for a finding a service's image did not have at its
+/// previous scan (`journalctl MESSAGE_ID=f53e27b38f584d54a8545a9515262074`).
+pub const NEW_FINDING_MESSAGE_ID: &str = "f53e27b38f584d54a8545a9515262074";
+/// The most entries one scan of one service sends; the rest are counted in one more entry.
+const MAX_ANNOUNCED: usize = 50;
+
+/// The findings of `after` that `before` did not have (same advisory, package and installed
+/// version); all of them when there was no previous scan.
+pub fn new_findings<'a>(before: Option<&Verdict>, after: &'a Verdict) -> Vec<&'a Finding> {
+    let key = |f: &Finding| (f.id.clone(), f.package.clone(), f.installed.clone());
+    let old: std::collections::BTreeSet<_> = before.map(|b| b.findings.iter().map(key).collect()).unwrap_or_default();
+    after.findings.iter().filter(|f| !old.contains(&key(f))).collect()
+}
+
+/// One journal entry per new finding (at most [`MAX_ANNOUNCED`], then one that counts the rest),
+/// with MESSAGE_ID=, SERVICE=, ADVISORY=, PACKAGE=, INSTALLED=, FIXED=, SEVERITY=, IMAGE_ID=,
+/// attributed to the service's unit so that `journalctl -u NAME` lists them.
+fn announce_new(before: Option<&Verdict>, after: &Verdict) {
+    let new = new_findings(before, after);
+    let unit = format!("{}.service", after.service);
+    for f in new.iter().take(MAX_ANNOUNCED) {
+        let fixed = f.fixed.as_deref().unwrap_or("");
+        let severity = f.severity.as_str();
+        let message = format!(
+            "{}: new finding {} in {} {} ({}), severity {severity}, {}",
+            after.service,
+            f.id,
+            f.package,
+            f.installed,
+            f.ecosystem,
+            f.fixed.as_deref().map_or_else(|| "no fix yet".to_owned(), |v| format!("fixed in {v}"))
+        );
+        crate::journal::send(&[
+            ("MESSAGE", &message),
+            ("MESSAGE_ID", NEW_FINDING_MESSAGE_ID),
+            ("PRIORITY", "4"),
+            ("SYSLOG_IDENTIFIER", "aictl"),
+            ("SERVICE", &after.service),
+            ("ADVISORY", &f.id),
+            ("PACKAGE", &f.package),
+            ("INSTALLED", &f.installed),
+            ("FIXED", fixed),
+            ("SEVERITY", severity),
+            ("IMAGE_ID", &after.digest),
+            ("OBJECT_SYSTEMD_UNIT", &unit),
+        ]);
+    }
+    if new.len() > MAX_ANNOUNCED {
+        let message = format!(
+            "{}: {} more new findings (aictl scan {})",
+            after.service,
+            new.len() - MAX_ANNOUNCED,
+            after.service
+        );
+        crate::journal::send(&[
+            ("MESSAGE", &message),
+            ("MESSAGE_ID", NEW_FINDING_MESSAGE_ID),
+            ("PRIORITY", "4"),
+            ("SYSLOG_IDENTIFIER", "aictl"),
+            ("SERVICE", &after.service),
+            ("IMAGE_ID", &after.digest),
+            ("OBJECT_SYSTEMD_UNIT", &unit),
+        ]);
+    }
 }
 
 fn is_active(name: &str) -> bool {
@@ -331,4 +399,39 @@ pub fn sbom(name: &str) -> Result<ExitCode, String> {
     let (doc, _) = sbom_of(&store, &account, &id, &service.image)?;
     out!("{}", serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?);
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aicontainers::scan::osv::Severity;
+
+    fn finding(id: &str, package: &str, installed: &str) -> Finding {
+        Finding {
+            id: id.into(),
+            aliases: Vec::new(),
+            package: package.into(),
+            ecosystem: "Debian:13".into(),
+            installed: installed.into(),
+            fixed: Some("9".into()),
+            severity: Severity::High,
+        }
+    }
+
+    fn verdict(findings: Vec<Finding>) -> Verdict {
+        Verdict { service: "chat".into(), image: "i".into(), digest: "sha256:0".into(), scanned_at: 1, findings }
+    }
+
+    #[test]
+    fn only_findings_the_previous_scan_did_not_have_are_new() {
+        let first = verdict(vec![finding("A", "zlib1g", "1"), finding("B", "zlib1g", "1")]);
+        assert_eq!(new_findings(None, &first).len(), 2, "a first scan announces all");
+        assert!(new_findings(Some(&first), &first).is_empty(), "a rescan with nothing new announces nothing");
+        // A new advisory, and an old one on another installed version (the image was rebuilt).
+        let second =
+            verdict(vec![finding("A", "zlib1g", "1"), finding("C", "zlib1g", "1"), finding("B", "zlib1g", "2")]);
+        let new: Vec<(&str, &str)> =
+            new_findings(Some(&first), &second).iter().map(|f| (f.id.as_str(), f.installed.as_str())).collect();
+        assert_eq!(new, [("C", "1"), ("B", "2")]);
+    }
 }

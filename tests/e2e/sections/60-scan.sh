@@ -86,6 +86,13 @@ check "aictl scan (every service) lists $SC_SVC with its counts" \
     sh -c "aictl scan | tee /dev/stderr | grep -E '^$SC_SVC +[0-9a-f]{12} +0 +1 '"
 check "aictl sbom $SC_SVC prints CycloneDX with $SC_PKG" \
     sh -c "aictl sbom $SC_SVC | jq -e '.bomFormat == \"CycloneDX\" and (.components | any(.name == \"$SC_PKG\"))'"
+# Three scans so far, one of them with a new finding: one entry, with its fields, under the unit.
+sc_new_entry() {
+    journalctl -u "$SC_SVC" MESSAGE_ID=f53e27b38f584d54a8545a9515262074 ADVISORY="$SC_ID" -o json --no-pager > /tmp/sc-new.json &&
+        jq -se --arg svc "$SC_SVC" --arg pkg "$SC_PKG" --arg fixed "$SC_FIXED" \
+            'length == 1 and .[0].SERVICE == $svc and .[0].PACKAGE == $pkg and .[0].FIXED == $fixed and .[0].SEVERITY == "high"' /tmp/sc-new.json
+}
+check "the new finding is in the journal once (journalctl -u $SC_SVC MESSAGE_ID=...), with its fields" wait_for 15 sc_new_entry
 
 sc_policy '[policy]' 'severity = "high"' 'action = "block"'
 check "policy block: the start fails, naming the advisory and its fixed version" \
