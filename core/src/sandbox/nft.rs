@@ -118,7 +118,8 @@ pub fn base_ruleset() -> String {
 }
 
 /// One allowed destination as resolved on the host.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Allowed {
     pub addr: IpAddr,
     pub proto: Proto,
