@@ -71,7 +71,7 @@ sb_fields() {
 # Every kernel line of the service's verdicts was forwarded once: as many entries as lines.
 sb_forwarded_once() {
     local lines entries
-    lines=$(journalctl -b -k --no-pager -o cat --grep "^aicontainers (allow|deny) $SB " | grep -c "^aicontainers")
+    lines=$(journalctl -b -k SYSLOG_FACILITY=0 --no-pager -o cat --grep "^aicontainers (allow|deny) $SB " | grep -c "^aicontainers")
     entries=$(journalctl -b --no-pager -o cat MESSAGE_ID="$SB_MSGID" SERVICE="$SB" _UID=0 | grep -c .)
     echo "kernel lines: $lines, forwarded entries: $entries"
     [ "$lines" -gt 0 ] && [ "$lines" = "$entries" ]
@@ -173,8 +173,9 @@ if [ "$PHASE" = first-boot ]; then
     check "journalctl -u $SB SANDBOX_VERDICT=denied: the refused port with its fields (the agent's entry, attributed to the unit)" sb_denied_entry
     check "journalctl -u $SB SANDBOX_VERDICT=allowed: the allowed connection, and no denied one among them" sb_allowed_entries
     check "the ICMP verdict has no PORT= field" sb_icmp_entry
-    # A line written to /dev/kmsg by root (facility user) is not the kernel's: never forwarded.
-    echo "aicontainers deny $SB IN= OUT=sbx0 SRC=10.9.0.1 DST=10.66.6.6 LEN=60 PROTO=TCP SPT=1 DPT=666 SYN" > /dev/kmsg
+    # A line written to /dev/kmsg by root, even with the kernel facility asked for (<0>), gets
+    # facility user: it is not the kernel's, and never forwarded.
+    echo "<0>aicontainers deny $SB IN= OUT=sbx0 SRC=10.9.0.1 DST=10.66.6.6 LEN=60 PROTO=TCP SPT=1 DPT=666 SYN" > /dev/kmsg
     sb_refused http://10.9.0.2:81/
     check "every kernel line of $SB's verdicts is forwarded exactly once" wait_for 30 sb_forwarded_once
     check "a verdict line forged through /dev/kmsg is not forwarded" sb_forged_not_forwarded
