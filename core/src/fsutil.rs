@@ -108,6 +108,23 @@ pub fn read_record(path: &Path, max: u64) -> Result<Option<Vec<u8>>, String> {
     Ok(Some(data))
 }
 
+/// [`read_record`], parsed as JSON, of one service: `what` names the record in errors (`a
+/// preflight record`), and a record whose `service_of` is not `service` is an error too.
+pub fn read_service_record<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    max: u64,
+    what: &str,
+    service: &str,
+    service_of: impl Fn(&T) -> &str,
+) -> Result<Option<T>, String> {
+    let Some(data) = read_record(path, max)? else { return Ok(None) };
+    let record: T = serde_json::from_slice(&data).map_err(|e| format!("{}: not {what}: {e}", path.display()))?;
+    if service_of(&record) != service {
+        return Err(format!("{}: a record of another service ({:?})", path.display(), service_of(&record)));
+    }
+    Ok(Some(record))
+}
+
 use nix::fcntl::{Flock, FlockArg};
 
 /// Removes the `NAME.json` files of `dir` whose NAME is not in `keep` (the records of services

@@ -93,13 +93,7 @@ pub fn prune(host: &Host, keep: &[String]) -> Vec<String> {
 /// sentence) when the file is there but is not a record of that service.
 pub fn read(dir: &Path, service: &str) -> Result<Option<Record>, String> {
     let path = dir.join(format!("{service}.json"));
-    let Some(data) = crate::fsutil::read_record(&path, RECORD_MAX)? else { return Ok(None) };
-    let record: Record =
-        serde_json::from_slice(&data).map_err(|e| format!("{}: not a preflight record: {e}", path.display()))?;
-    if record.service != service {
-        return Err(format!("{}: a record of another service ({:?})", path.display(), record.service));
-    }
-    Ok(Some(record))
+    crate::fsutil::read_service_record(&path, RECORD_MAX, "a preflight record", service, |r: &Record| &r.service)
 }
 
 #[cfg(test)]

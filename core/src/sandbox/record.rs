@@ -2,7 +2,7 @@
 //! written by `aictl sandbox allow` (root, in the unit's `ExecStartPre=`) to
 //! `/run/aicontainers/sandbox/NAME.json` beside the hosts file, removed by `aictl sandbox
 //! forget`, and read by the node agent for `Service1.SandboxAllowed` and to count verdicts from
-//! the start on. The agent reads it with [`crate::fsutil::read_record`]: a regular file of at most
+//! the start on. The agent reads it with [`crate::fsutil::read_json_record`]: a regular file of at most
 //! [`RECORD_MAX`] bytes, no link followed, naming the service it is read for.
 
 use std::path::{Path, PathBuf};
@@ -33,13 +33,7 @@ pub fn path(root: &Path, service: &str) -> PathBuf {
 /// Reads the record of `service`: `Ok(None)` when the service is not running sandboxed.
 pub fn read(root: &Path, service: &str) -> Result<Option<AllowRecord>, String> {
     let path = path(root, service);
-    let Some(data) = crate::fsutil::read_record(&path, RECORD_MAX)? else { return Ok(None) };
-    let record: AllowRecord =
-        serde_json::from_slice(&data).map_err(|e| format!("{}: not an allow record: {e}", path.display()))?;
-    if record.service != service {
-        return Err(format!("{}: a record of another service ({:?})", path.display(), record.service));
-    }
-    Ok(Some(record))
+    crate::fsutil::read_service_record(&path, RECORD_MAX, "an allow record", service, |r: &AllowRecord| &r.service)
 }
 
 #[cfg(test)]
