@@ -15,6 +15,7 @@
 //! (`.../preflight`, `.../scan/<id>`, `.../sandbox/<id>`; long work as `Job1` objects): see
 //! `docs/agent.md`.
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod errors;

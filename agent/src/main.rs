@@ -67,7 +67,17 @@ async fn run(cli: Cli) -> Result<(), String> {
         systemd::follow_jobs(&systemd).await.map_err(|e| format!("cannot follow systemd's jobs: {e}"))?;
     let records = Arc::new(Records::new(&cli.root));
     let cgroup_mount = cli.root.join(aicontainers_agent::usage::CGROUP_MOUNT);
-    let ctx = Arc::new(Context { conn: conn.clone(), systemd, units, jobs, records, cgroup_mount });
+    let audit = Arc::new(aicontainers_agent::audit::Audit::default());
+    let ctx = Arc::new(Context {
+        conn: conn.clone(),
+        systemd,
+        units,
+        jobs,
+        records,
+        cgroup_mount,
+        audit: audit.clone(),
+        root: cli.root.clone(),
+    });
     let agent = Arc::new(Agent::new(ctx, Host { root: cli.root.clone() }));
     let _reloads = agent.clone().follow_reloads().await.map_err(|e| format!("cannot follow systemd reloads: {e}"))?;
     let count = agent.rescan().await.map_err(|e| format!("cannot put the services on the bus: {e}"))?;
@@ -89,6 +99,12 @@ async fn run(cli: Cli) -> Result<(), String> {
     })?;
     if reply != RequestNameReply::PrimaryOwner {
         return Err(format!("{BUS_NAME} is already owned: is another aicontainersd running?"));
+    }
+    // The sandbox's verdicts, forwarded to the journal with fields (docs/sandbox.md, "Audit").
+    let (moved, moved_rx) = tokio::sync::mpsc::unbounded_channel();
+    match aicontainers_agent::audit::follow(audit.clone(), cli.root.clone(), moved) {
+        Ok(()) => drop(tokio::spawn(aicontainers_agent::audit::signal_counters(conn.clone(), audit, moved_rx))),
+        Err(e) => log::warn!("cannot follow the sandbox's verdicts: {e}"),
     }
     log::info!("ready on {BUS_NAME} with {count} services");
     let _ = notify::notify(&format!("READY=1\nSTATUS={}", agent.status_line(count)));

@@ -10,6 +10,7 @@ use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::{interface, Connection};
 
+use crate::audit::Audit;
 use crate::auth;
 use crate::errors::Error;
 use crate::names::ACTION_MANAGE_SERVICES;
@@ -111,6 +112,10 @@ pub struct Context {
     pub records: Arc<Records>,
     /// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup` below the agent's root).
     pub cgroup_mount: PathBuf,
+    /// The sandbox's verdicts, counted per service.
+    pub audit: Arc<Audit>,
+    /// The agent's root (`/` on a live host), below which the sandbox's allow records are.
+    pub root: PathBuf,
 }
 
 /// The client side of `org.aicontainers.Service1` (for `aictl`), beside the interface it calls.
@@ -161,6 +166,10 @@ pub trait Service1 {
     #[zbus(property)]
     fn egress(&self) -> zbus::Result<Vec<String>>;
     #[zbus(property)]
+    fn sandbox_allowed(&self) -> zbus::Result<Vec<(String, String, u16)>>;
+    #[zbus(property)]
+    fn sandbox_verdicts(&self) -> zbus::Result<(u64, u64)>;
+    #[zbus(property)]
     fn usage(&self) -> zbus::Result<Usage>;
 }
 
@@ -176,6 +185,18 @@ pub struct ServiceObject {
 }
 
 impl ServiceObject {
+    /// The service's allow record (`aicontainers::sandbox::record`); `None` when it is not running
+    /// sandboxed, or the record cannot be read (which the journal says).
+    fn allow_record(&self) -> Option<aicontainers::sandbox::record::AllowRecord> {
+        if !self.info.sandboxed {
+            return None;
+        }
+        aicontainers::sandbox::record::read(&self.ctx.root, &self.info.name)
+            .map_err(|e| log::warn!(service = self.info.name.as_str(); "{e}"))
+            .ok()
+            .flatten()
+    }
+
     pub fn new(info: ServiceInfo, live: Arc<Mutex<Live>>, ctx: Arc<Context>) -> Self {
         ServiceObject { info, live, ctx, cgroup: Mutex::new(String::new()) }
     }
@@ -393,6 +414,31 @@ impl ServiceObject {
     #[zbus(property(emits_changed_signal = "const"))]
     fn egress(&self) -> Vec<String> {
         self.info.egress.clone()
+    }
+
+    /// The allow set of a running sandboxed service as its unit resolved it when it started:
+    /// (address, `tcp` or `udp`, port), names resolved. Empty when it is not running sandboxed.
+    /// Read when asked (a start changes it; no signal).
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn sandbox_allowed(&self) -> Vec<(String, String, u16)> {
+        match self.allow_record() {
+            Some(r) => r.allowed.iter().map(|a| (a.addr.to_string(), a.proto.name().to_owned(), a.port)).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Connections the sandbox allowed and denied since the service last started (from the
+    /// verdicts the agent forwards to the journal; denied packets beyond the log's rate limit
+    /// are not counted). (0, 0) when it is not running sandboxed.
+    #[zbus(property)]
+    fn sandbox_verdicts(&self) -> (u64, u64) {
+        let Some(record) = self.allow_record() else { return (0, 0) };
+        let c = self.ctx.audit.counts(&self.info.name);
+        if c.since_usec == record.started_usec {
+            (c.allowed, c.denied)
+        } else {
+            (0, 0)
+        }
     }
 
     /// Live usage from the unit's cgroup, read when asked (never signalled): memory, OOM kills,

@@ -109,6 +109,26 @@ async fn ready_and_every_service_with_its_properties() {
         vec!["llm.internal:8080", "[fd00::7]:443"]
     );
 
+    // Not running: no allow set, no counters. Then the record its unit's ExecStartPre= writes
+    // (aictl sandbox allow), and one that is a link, which is not followed.
+    let allowed = |p: &HashMap<String, OwnedValue>| {
+        Vec::<(String, String, u16)>::try_from(p["SandboxAllowed"].try_clone().unwrap()).unwrap()
+    };
+    assert!(allowed(&web).is_empty());
+    assert_eq!(<(u64, u64)>::try_from(web["SandboxVerdicts"].try_clone().unwrap()).unwrap(), (0, 0));
+    let records = rig.root.join("run/aicontainers/sandbox");
+    std::fs::create_dir_all(&records).unwrap();
+    std::fs::write(
+        records.join("web.json"),
+        r#"{"service":"web","started_usec":1,"allowed":[{"addr":"fd00::7","proto":"tcp","port":443}]}"#,
+    )
+    .unwrap();
+    let web = props(&rig, &service_path("web")).await;
+    assert_eq!(allowed(&web), vec![("fd00::7".to_owned(), "tcp".to_owned(), 443)]);
+    std::fs::rename(records.join("web.json"), records.join("elsewhere.json")).unwrap();
+    std::os::unix::fs::symlink(records.join("elsewhere.json"), records.join("web.json")).unwrap();
+    assert!(allowed(&props(&rig, &service_path("web")).await).is_empty(), "a link was followed");
+
     let broken = props(&rig, &service_path("broken")).await;
     assert_eq!(string(&broken, "Sandbox"), "none");
     let problems = Vec::<String>::try_from(broken["Problems"].try_clone().unwrap()).unwrap();

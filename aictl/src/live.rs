@@ -94,6 +94,11 @@ pub(crate) struct Row {
     /// `sandboxed` or `none` (`-` from an agent without sandboxes).
     sandbox: String,
     egress: Vec<String>,
+    /// The allow set as resolved when the service started (`tcp 10.9.0.2:80`); empty when it is
+    /// not running sandboxed.
+    sandbox_allowed: Vec<String>,
+    /// Connections allowed and denied since it started; `None` from an agent without counters.
+    sandbox_verdicts: Option<Verdicts>,
     image: String,
     source_path: String,
     problems: Vec<String>,
@@ -101,6 +106,13 @@ pub(crate) struct Row {
     preflight: Vec<Check>,
     /// Live usage from the unit's cgroup; `None` from an agent without it.
     usage: Option<UsageRow>,
+}
+
+/// `Service1.SandboxVerdicts`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Verdicts {
+    pub allowed: u64,
+    pub denied: u64,
 }
 
 /// [`Usage`] for people and JSON: values not read are `null`, not `UINT64_MAX`.
@@ -246,6 +258,16 @@ fn row(props: &HashMap<String, OwnedValue>) -> Row {
         numa_nodes: take(props, "NumaNodes").unwrap_or_default(),
         sandbox: take::<String>(props, "Sandbox").unwrap_or_else(|| "-".to_owned()),
         egress: take(props, "Egress").unwrap_or_default(),
+        sandbox_allowed: take::<Vec<(String, String, u16)>>(props, "SandboxAllowed")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(addr, proto, port)| match addr.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V6(a)) => format!("{proto} [{a}]:{port}"),
+                _ => format!("{proto} {addr}:{port}"),
+            })
+            .collect(),
+        sandbox_verdicts: take::<(u64, u64)>(props, "SandboxVerdicts")
+            .map(|(allowed, denied)| Verdicts { allowed, denied }),
         image: text("Image"),
         source_path: text("SourcePath"),
         problems: take(props, "Problems").unwrap_or_default(),
@@ -296,6 +318,15 @@ async fn status(names: &[String], json: bool) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `sandboxed`, with `ALLOWED/DENIED` connections since the start while it runs; `-` when not.
+fn sandbox_cell(r: &Row) -> String {
+    match (r.sandbox.as_str(), &r.sandbox_verdicts) {
+        ("sandboxed", Some(v)) if r.state == "active" => format!("sandboxed {}/{}", v.allowed, v.denied),
+        ("sandboxed", _) => r.sandbox.clone(),
+        _ => "-".to_owned(),
+    }
+}
+
 fn print_table(rows: &[Row]) {
     let dash = |s: String| if s.is_empty() { "-".to_owned() } else { s };
     let mut table: Vec<[String; 10]> =
@@ -314,7 +345,7 @@ fn print_table(rows: &[Row]) {
             e(dash(r.account.clone())),
             e(dash(r.gpus.join(","))),
             dash(numa.join(",")),
-            e(if r.sandbox == "sandboxed" { r.sandbox.clone() } else { "-".to_owned() }),
+            e(sandbox_cell(r)),
             e(dash(r.image.clone())),
         ]);
     }

@@ -5,6 +5,8 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 
+use aicontainers::sandbox::audit::{self, Verdict};
+use aicontainers::sandbox::record::AllowRecord;
 use aicontainers::sandbox::{nft, resolve, Egress};
 use aicontainers::spec::check_service_name;
 use clap::Subcommand;
@@ -27,7 +29,8 @@ pub enum SandboxCommand {
     #[command(hide = true)]
     Forget { name: String },
     /// Connection attempts of sandboxed service NAME: time, verdict, protocol, destination, port
-    /// (from the kernel's log lines in the journal).
+    /// (the entries aicontainersd forwards to the journal; see `journalctl -u NAME
+    /// SANDBOX_VERDICT=denied`).
     Log {
         name: String,
         /// Only entries since this time, as journalctl(1) takes it (`-1h`, `today`).
@@ -93,6 +96,14 @@ fn allow(name: &str, entries: &[String]) -> Result<ExitCode, String> {
     aicontainers::fsutil::write_durable(Path::new(&hosts), resolve::hosts_file(name, &names).as_bytes(), 0o644)
         .map_err(|e| format!("{hosts}: {e}"))?;
     nft_apply(&nft::service_ruleset(name, &cgroup, &allowed)?)?;
+    // What the agent shows and counts from (after the rules: the record never claims more).
+    let started_usec = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let record = AllowRecord { service: name.to_owned(), started_usec, allowed: allowed.clone() };
+    let path = aicontainers::sandbox::record::path(Path::new("/"), name);
+    let json = serde_json::to_vec(&record).map_err(|e| format!("{}: {e}", path.display()))?;
+    aicontainers::fsutil::write_durable(&path, &json, 0o644).map_err(|e| format!("{}: {e}", path.display()))?;
     let list: Vec<String> = allowed.iter().map(|a| format!("{} {}:{}", a.proto.name(), a.addr, a.port)).collect();
     out!(
         "sandbox: {name} may open connections to {} (everything else is denied and logged)",
@@ -105,6 +116,7 @@ fn forget(name: &str) -> Result<ExitCode, String> {
     checked_name(name)?;
     let cgroup = own_cgroup(name)?;
     let _ = std::fs::remove_file(resolve::hosts_path(name));
+    let _ = std::fs::remove_file(aicontainers::sandbox::record::path(Path::new("/"), name));
     // The next start installs everything afresh; a failure here leaves only a stale entry for a
     // cgroup that no longer exists.
     if let Err(why) = nft::forget_ruleset(&cgroup).and_then(|r| nft_apply(&r)) {
@@ -113,48 +125,87 @@ fn forget(name: &str) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One connection attempt, read from a kernel log line.
+/// One connection attempt, as the agent forwarded it to the journal.
 #[derive(Debug, PartialEq, serde::Serialize)]
 pub struct Attempt {
+    /// UTC, to the second (`2026-12-01T11:36:41Z`).
+    pub time: String,
     pub verdict: &'static str,
     pub proto: String,
     pub dest: String,
+    /// `-` for a protocol without ports (ICMP).
     pub port: String,
 }
 
-/// Parses the kernel's log line of the nftables `log` statement, with our prefix, for `name`.
-pub fn parse_line(name: &str, line: &str) -> Option<Attempt> {
-    let (verdict, rest) = if let Some(r) = line.split_once(&format!("{} {name} ", nft::LOG_ALLOW)) {
-        ("allowed", r.1)
-    } else {
-        ("denied", line.split_once(&format!("{} {name} ", nft::LOG_DENY))?.1)
+/// The fields of a verdict entry, as `journalctl --output=json` prints them.
+#[derive(serde::Deserialize)]
+struct Entry {
+    #[serde(rename = "SERVICE")]
+    service: String,
+    #[serde(rename = "SANDBOX_VERDICT")]
+    verdict: String,
+    #[serde(rename = "PROTO")]
+    proto: String,
+    #[serde(rename = "DEST")]
+    dest: String,
+    #[serde(rename = "PORT")]
+    port: Option<String>,
+    #[serde(rename = "__REALTIME_TIMESTAMP")]
+    realtime: String,
+}
+
+/// Reads one verdict entry of `name` (a line of `journalctl --output=json`). The agent wrote it
+/// from checked values; it is checked again here, since any root process may log an entry with
+/// the same `MESSAGE_ID=`: a line that is not a well-formed verdict of `name` is skipped.
+pub fn parse_entry(name: &str, line: &str) -> Option<Attempt> {
+    let e: Entry = serde_json::from_str(line).ok()?;
+    let verdict = Verdict::from_name(&e.verdict)?.name();
+    let proto_ok = !e.proto.is_empty() && e.proto.len() <= 8 && e.proto.bytes().all(|b| b.is_ascii_alphanumeric());
+    if e.service != name || !proto_ok {
+        return None;
+    }
+    let dest = e.dest.parse::<std::net::IpAddr>().ok()?.to_string();
+    let port = match e.port {
+        Some(p) => p.parse::<u16>().ok()?.to_string(),
+        None => "-".to_owned(),
     };
-    let field = |key: &str| {
-        rest.split(' ').find_map(|w| w.strip_prefix(key)).map(str::to_owned).unwrap_or_else(|| "-".to_owned())
-    };
-    let dest = field("DST=");
-    // The kernel writes IPv6 addresses in full; the usual short form reads better.
-    let dest = dest.parse::<std::net::IpAddr>().map_or(dest, |a| a.to_string());
-    Some(Attempt { verdict, proto: field("PROTO=").to_ascii_lowercase(), dest, port: field("DPT=") })
+    let usec: u64 = e.realtime.parse().ok()?;
+    Some(Attempt { time: utc_time(usec / 1_000_000), verdict, proto: e.proto, dest, port })
+}
+
+/// `secs` since the epoch as an ISO 8601 UTC time (the civil calendar from a day count, as in
+/// Howard Hinnant's `civil_from_days`).
+fn utc_time(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(0) + 719_468;
+    let era = days.div_euclid(146_097);
+    let doe = days.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let s = secs % 86_400;
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60)
 }
 
 fn log(name: &str, since: Option<&str>) -> Result<ExitCode, String> {
     checked_name(name)?;
     let mut cmd = Command::new("journalctl");
-    cmd.args(["-k", "--no-pager", "-o", "short-iso", "--grep"])
-        .arg(format!("aicontainers (allow|deny) {} ", name.replace('.', "\\.")));
+    cmd.args(["--no-pager", "--output=json", "--output-fields=SERVICE,SANDBOX_VERDICT,PROTO,DEST,PORT"])
+        .arg(format!("MESSAGE_ID={}", audit::MESSAGE_ID))
+        .arg(format!("SERVICE={name}"))
+        // Only the agent's entries: it runs as root, and other users' entries carry their UID.
+        .arg("_UID=0");
     if let Some(since) = since {
         cmd.arg("--since").arg(since);
     }
     let out = cmd.output().map_err(|e| format!("journalctl: {e}"))?;
     // journalctl exits 1 when nothing matches.
     let text = String::from_utf8_lossy(&out.stdout);
-    out!("{:<25} {:<8} {:<5} {:<40} PORT", "TIME", "VERDICT", "PROTO", "DESTINATION");
-    for line in text.lines() {
-        if let Some(a) = parse_line(name, line) {
-            let time = line.split(' ').next().unwrap_or("-");
-            out!("{time:<25} {:<8} {:<5} {:<40} {}", a.verdict, a.proto, a.dest, a.port);
-        }
+    out!("{:<21} {:<8} {:<6} {:<40} PORT", "TIME", "VERDICT", "PROTO", "DESTINATION");
+    for a in text.lines().filter_map(|l| parse_entry(name, l)) {
+        out!("{:<21} {:<8} {:<6} {:<40} {}", a.time, a.verdict, a.proto, a.dest, a.port);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -163,17 +214,58 @@ fn log(name: &str, since: Option<&str>) -> Result<ExitCode, String> {
 mod tests {
     use super::*;
 
+    fn entry(fields: serde_json::Value) -> String {
+        let mut e = serde_json::json!({
+            "SERVICE": "coder", "SANDBOX_VERDICT": "denied", "PROTO": "tcp", "DEST": "fd09::2",
+            "PORT": "80", "__REALTIME_TIMESTAMP": "1764589001000000",
+        });
+        for (k, v) in fields.as_object().unwrap() {
+            if v.is_null() {
+                e.as_object_mut().unwrap().remove(k);
+            } else {
+                e[k] = v.clone();
+            }
+        }
+        e.to_string()
+    }
+
     #[test]
-    fn kernel_log_lines() {
-        let l = "2026-12-01T11:36:41+00:00 aic-vm kernel: aicontainers deny coder IN= OUT=sbx0 SRC=fd09:0000:0000:0000:0000:0000:0000:0001 DST=fd09:0000:0000:0000:0000:0000:0000:0002 LEN=80 PROTO=TCP SPT=56044 DPT=80 SYN";
+    fn verdict_entries() {
+        let a = parse_entry("coder", &entry(serde_json::json!({}))).unwrap();
         assert_eq!(
-            parse_line("coder", l),
-            Some(Attempt { verdict: "denied", proto: "tcp".into(), dest: "fd09::2".into(), port: "80".into() })
+            a,
+            Attempt {
+                time: "2025-12-01T11:36:41Z".into(),
+                verdict: "denied",
+                proto: "tcp".into(),
+                dest: "fd09::2".into(),
+                port: "80".into()
+            }
         );
-        let l =
-            "t h kernel: aicontainers allow coder IN= OUT=sbx0 SRC=10.9.0.1 DST=10.9.0.2 LEN=60 PROTO=UDP SPT=1 DPT=53";
-        assert_eq!(parse_line("coder", l).unwrap().verdict, "allowed");
-        assert_eq!(parse_line("code", l), None, "another service's line");
-        assert_eq!(parse_line("coder", "t h kernel: aicontainers deny coder IN= PROTO=ICMP").unwrap().port, "-");
+        let icmp = parse_entry("coder", &entry(serde_json::json!({"PROTO": "icmp", "PORT": null}))).unwrap();
+        assert_eq!((icmp.proto.as_str(), icmp.port.as_str()), ("icmp", "-"));
+        assert_eq!(utc_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_time(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn hostile_entries_are_skipped() {
+        for bad in [
+            serde_json::json!({"SERVICE": "code"}),
+            serde_json::json!({"SANDBOX_VERDICT": "maybe"}),
+            serde_json::json!({"SANDBOX_VERDICT": null}),
+            serde_json::json!({"PROTO": "tcp\u{1b}[2J"}),
+            serde_json::json!({"PROTO": ""}),
+            serde_json::json!({"DEST": "10.0.0.1\n10.0.0.2"}),
+            serde_json::json!({"DEST": "evil.example"}),
+            serde_json::json!({"PORT": "80 ALLOWED"}),
+            serde_json::json!({"PORT": "70000"}),
+            serde_json::json!({"__REALTIME_TIMESTAMP": "soon"}),
+            // journalctl prints a value that is not UTF-8 as an array of bytes
+            serde_json::json!({"DEST": [49, 255]}),
+        ] {
+            assert_eq!(parse_entry("coder", &entry(bad.clone())), None, "{bad}");
+        }
+        assert_eq!(parse_entry("coder", "not json"), None);
     }
 }

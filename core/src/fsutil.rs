@@ -77,6 +77,54 @@ pub fn read_config(path: &Path) -> Result<String, String> {
     })
 }
 
+/// Reads a small file that root writes for another process (a record under `/run` or
+/// `/var/lib`): `Ok(None)` when it is not there. No link is followed and nothing blocks: it must
+/// be a regular file of at most `max` bytes, checked before it is opened and again on what was
+/// opened. The error names the file.
+pub fn read_record(path: &Path, max: u64) -> Result<Option<Vec<u8>>, String> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+    };
+    if let Some(kind) = not_regular(meta.file_type()) {
+        return Err(format!("{}: {kind}, not a regular file", path.display()));
+    }
+    let flags = OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits())
+        .open(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let meta = file.metadata().map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    if !meta.file_type().is_file() || meta.len() > max {
+        return Err(format!("{}: not a regular file of at most {max} bytes", path.display()));
+    }
+    let mut data = Vec::new();
+    file.take(max + 1).read_to_end(&mut data).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    if data.len() as u64 > max {
+        return Err(format!("{}: longer than {max} bytes", path.display()));
+    }
+    Ok(Some(data))
+}
+
+/// [`read_record`], parsed as JSON, of one service: `what` names the record in errors (`a
+/// preflight record`), and a record whose `service_of` is not `service` is an error too.
+pub fn read_service_record<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    max: u64,
+    what: &str,
+    service: &str,
+    service_of: impl Fn(&T) -> &str,
+) -> Result<Option<T>, String> {
+    let Some(data) = read_record(path, max)? else { return Ok(None) };
+    let record: T = serde_json::from_slice(&data).map_err(|e| format!("{}: not {what}: {e}", path.display()))?;
+    if service_of(&record) != service {
+        return Err(format!("{}: a record of another service ({:?})", path.display(), service_of(&record)));
+    }
+    Ok(Some(record))
+}
+
 use nix::fcntl::{Flock, FlockArg};
 
 /// Removes the `NAME.json` files of `dir` whose NAME is not in `keep` (the records of services

@@ -10,8 +10,6 @@
 //! for what it says only if it is a regular file of at most [`RECORD_MAX`] bytes whose `service`
 //! is its own name; anything else is reported as unreadable, never as "no problem".
 
-use std::io::Read as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -95,38 +93,7 @@ pub fn prune(host: &Host, keep: &[String]) -> Vec<String> {
 /// sentence) when the file is there but is not a record of that service.
 pub fn read(dir: &Path, service: &str) -> Result<Option<Record>, String> {
     let path = dir.join(format!("{service}.json"));
-    let meta = match std::fs::symlink_metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
-    };
-    if !meta.file_type().is_file() {
-        return Err(format!("{}: not a regular file", path.display()));
-    }
-    // No link is followed and nothing blocks: the type is checked again on what was opened.
-    let flags = libc_flags();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(flags)
-        .open(&path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let meta = file.metadata().map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    if !meta.file_type().is_file() || meta.len() > RECORD_MAX {
-        return Err(format!("{}: not a regular file of at most {RECORD_MAX} bytes", path.display()));
-    }
-    let mut data = Vec::new();
-    file.take(RECORD_MAX + 1).read_to_end(&mut data).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let record: Record =
-        serde_json::from_slice(&data).map_err(|e| format!("{}: not a preflight record: {e}", path.display()))?;
-    if record.service != service {
-        return Err(format!("{}: a record of another service ({:?})", path.display(), record.service));
-    }
-    Ok(Some(record))
-}
-
-fn libc_flags() -> i32 {
-    use nix::fcntl::OFlag;
-    (OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).bits()
+    crate::fsutil::read_service_record(&path, RECORD_MAX, "a preflight record", service, |r: &Record| &r.service)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// The longest entry accepted: a 253-byte name, `:65535` and `/udp`.
 pub const ENTRY_MAX: usize = 263;
@@ -16,7 +16,8 @@ pub const ENTRY_MAX: usize = 263;
 pub const ENTRIES_MAX: usize = 256;
 
 /// The transport of an allowed destination.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Proto {
     Tcp,
     Udp,

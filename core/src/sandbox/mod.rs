@@ -5,9 +5,13 @@
 //! - [`egress`]: the allowlist entries of the format.
 //! - [`nft`]: the nftables rulesets that enforce them.
 //! - [`resolve`]: names resolved on the host when a service starts, pinned into its container.
+//! - [`audit`]: the rules' verdicts, parsed from the kernel's log lines.
+//! - [`record`]: the allow set as resolved at start, for the node agent.
 
+pub mod audit;
 pub mod egress;
 pub mod nft;
+pub mod record;
 pub mod resolve;
 
 pub use egress::{Egress, Host, Proto};

@@ -61,6 +61,39 @@ sb_nc_refused() { ! sb_in /bin/busybox nc -w 5 "$1" "$2" </dev/null; }
 # sb_udp ADDR PORT MARKER: one UDP datagram holding MARKER from inside (a TFTP read request).
 sb_udp() { sb_in /bin/busybox timeout 3 /bin/busybox tftp -g -r "$3" -l /tmp/sbx-tftp "$1" "$2"; }
 sb_logged() { aictl sandbox log "$SB" | grep -E "$1"; }
+# MESSAGE_ID= of the agent's verdict entries (core/src/sandbox/audit.rs, docs/sandbox.md).
+SB_MSGID=c825ed94daed4d9297e6d519e3fd6f72
+# sb_fields FILTER...: the agent's verdict entries of the service that match journalctl FILTER...,
+# one line each: VERDICT PROTO DEST PORT UNIT.
+sb_fields() {
+    journalctl -b --no-pager -o json "$@" | jq -r '[.SANDBOX_VERDICT, .PROTO, .DEST, (.PORT // "-"), .OBJECT_SYSTEMD_UNIT] | join(" ")'
+}
+# Every kernel line of the service's verdicts was forwarded once: as many entries as lines.
+sb_forwarded_once() {
+    local lines entries
+    lines=$(journalctl -b -k SYSLOG_FACILITY=0 --no-pager -o cat --grep "^aicontainers (allow|deny) $SB " | grep -c "^aicontainers")
+    entries=$(journalctl -b --no-pager -o cat MESSAGE_ID="$SB_MSGID" SERVICE="$SB" _UID=0 | grep -c .)
+    echo "kernel lines: $lines, forwarded entries: $entries"
+    [ "$lines" -gt 0 ] && [ "$lines" = "$entries" ]
+}
+sb_verdicts() { busctl get-property org.aicontainers.Agent1 "/org/aicontainers/Agent1/service/$SB" org.aicontainers.Service1 SandboxVerdicts; }
+# sb_counted ALLOWED_MIN DENIED_MIN: the counters are at least these.
+sb_counted() { sb_verdicts | tee /dev/stderr | awk -v a="$1" -v d="$2" '$1 == "(tt)" && $2 >= a && $3 >= d { ok = 1 } END { exit !ok }'; }
+sb_denied_entry() { sb_fields -u "$SB" SANDBOX_VERDICT=denied MESSAGE_ID="$SB_MSGID" | grep -x "denied tcp 10.9.0.2 81 $SB.service"; }
+sb_allowed_entries() {
+    local out; out=$(sb_fields -u "$SB" SANDBOX_VERDICT=allowed)
+    echo "$out" | grep -qx "allowed tcp 10.9.0.2 80 $SB.service" && ! echo "$out" | grep -q denied
+}
+sb_icmp_entry() { sb_fields MESSAGE_ID="$SB_MSGID" SERVICE="$SB" PROTO=icmp | grep -x "denied icmp 10.9.0.2 - $SB.service"; }
+sb_zero() { [ "$(sb_verdicts)" = "(tt) 0 0" ]; }
+sb_forged_not_forwarded() {
+    journalctl -b -k --no-pager -o cat | grep -q 10.66.6.6 &&
+        ! journalctl -b --no-pager MESSAGE_ID="$SB_MSGID" DEST=10.66.6.6 | grep -q 10.66.6.6
+}
+sb_allowed_set() {
+    busctl get-property org.aicontainers.Agent1 "/org/aicontainers/Agent1/service/$SB" org.aicontainers.Service1 SandboxAllowed |
+        tee /dev/stderr | grep -F '"10.9.0.2" "tcp" 80' | grep -F '"fd09::2" "tcp" 80' | grep -qF '"10.9.0.2" "udp" 5353'
+}
 
 sb_service() {
     cat > /etc/aicontainers/$SB.toml <<'TOML'
@@ -137,13 +170,29 @@ if [ "$PHASE" = first-boot ]; then
         sh -c "aictl sandbox log $SB | grep -E 'denied +udp +10\.9\.0\.2 +5354$' && aictl sandbox log $SB | grep -E 'denied +udp +10\.9\.0\.2 +80$'"
     check "aictl sandbox log: ICMP refused" sb_logged 'denied +icmp +10\.9\.0\.2 +-$'
     aictl sandbox log "$SB" 2>&1 | tail -12 | sed 's/^/    > /'
+    check "journalctl -u $SB SANDBOX_VERDICT=denied: the refused port with its fields (the agent's entry, attributed to the unit)" sb_denied_entry
+    check "journalctl -u $SB SANDBOX_VERDICT=allowed: the allowed connection, and no denied one among them" sb_allowed_entries
+    check "the ICMP verdict has no PORT= field" sb_icmp_entry
+    # A line written to /dev/kmsg by root, even with the kernel facility asked for (<0>), gets
+    # facility user: it is not the kernel's, and never forwarded.
+    echo "<0>aicontainers deny $SB IN= OUT=sbx0 SRC=10.9.0.1 DST=10.66.6.6 LEN=60 PROTO=TCP SPT=1 DPT=666 SYN" > /dev/kmsg
+    sb_refused http://10.9.0.2:81/
+    check "every kernel line of $SB's verdicts is forwarded exactly once" wait_for 30 sb_forwarded_once
+    check "a verdict line forged through /dev/kmsg is not forwarded" sb_forged_not_forwarded
+    check "Service1.SandboxVerdicts counts allowed and denied connections since the start" sb_counted 1 1
+    check "Service1.SandboxAllowed holds the resolved allow set (the name's address, IPv6, UDP)" sb_allowed_set
+    check "aictl status $SB shows the counters" sh -c "aictl status $SB | tee /dev/stderr | grep -E '  sandboxed [1-9][0-9]*/[1-9][0-9]*  '"
 
     section "sandbox: it holds after restarts"
     check "systemctl restart $SB" systemctl restart "$SB"
+    check "Service1.SandboxVerdicts starts again from the restart" sb_zero
     sb_core_checks "after systemctl restart"
     check "only the running unit's cgroup is in the sets (the old one was taken out)" \
         sh -c "[ \$(nft -j list set inet aicontainers sandboxed | jq '[.nftables[].set.elem // empty | .[]] | length') = 1 ]"
     check "systemctl restart aicontainersd" systemctl restart aicontainersd
+    sb_refused http://10.9.0.2:81/
+    check "after the agent restarts: each verdict still forwarded once (none lost, none twice)" wait_for 30 sb_forwarded_once
+    check "after the agent restarts: the counters still count the current run" wait_for 10 sb_counted 1 1
     check "sandbox (after the agent restarts): 10.9.0.2:81 still refused" sb_refused http://10.9.0.2:81/
     check "sandbox (after the agent restarts): target.sbx.test:80 still answers" sb_get http://target.sbx.test/
 
