@@ -40,7 +40,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
+/// The bus connection (the system bus, or `--bus-address`) and systemd's manager, subscribed.
+async fn connect(cli: &Cli) -> Result<(zbus::Connection, SystemdProxy<'static>), String> {
     let builder = match &cli.bus_address {
         Some(address) => zbus::connection::Builder::address(address.as_str()),
         None => zbus::connection::Builder::system(),
@@ -59,7 +60,11 @@ async fn run(cli: Cli) -> Result<(), String> {
         .subscribe()
         .await
         .map_err(|e| format!("cannot subscribe to systemd's signals: {}", systemd::describe(&e)))?;
+    Ok((conn, systemd))
+}
 
+async fn run(cli: Cli) -> Result<(), String> {
+    let (conn, systemd) = connect(&cli).await?;
     // A constant number of match rules, however many services there are (aicontainersd(8)).
     let units = Units::new(conn.clone());
     let _units = units.clone().follow().await.map_err(|e| format!("cannot follow systemd's units: {e}"))?;

@@ -173,20 +173,10 @@ pub fn parse_entry(name: &str, line: &str) -> Option<Attempt> {
     Some(Attempt { time: utc_time(usec / 1_000_000), verdict, proto: e.proto, dest, port })
 }
 
-/// `secs` since the epoch as an ISO 8601 UTC time (the civil calendar from a day count, as in
-/// Howard Hinnant's `civil_from_days`).
+/// `secs` since the epoch as an ISO 8601 UTC time.
 fn utc_time(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(0) + 719_468;
-    let era = days.div_euclid(146_097);
-    let doe = days.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let s = secs % 86_400;
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60)
+    let (y, m, d, hh, mm, ss) = aicontainers::civil::utc(secs);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
 }
 
 fn log(name: &str, since: Option<&str>) -> Result<ExitCode, String> {

@@ -7,6 +7,7 @@
 
 pub mod account;
 pub mod cdi;
+pub mod civil;
 pub mod diag;
 pub mod doc;
 pub mod export;
