@@ -101,7 +101,7 @@ async fn records_show_on_the_service_with_a_signal_and_hostile_ones_are_unknown(
     nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
     wait_problems(&mut changes, |c| c.len() == 1 && c[0].status == "unknown").await;
     let problems = web.preflight_problems().await.unwrap();
-    assert!(problems[0].message.contains("web.json: not a regular file"), "{problems:?}");
+    assert!(problems[0].message.contains("web.json: a FIFO, not a regular file"), "{problems:?}");
     // The agent still answers.
     assert_eq!(web.name().await.unwrap(), "web");
 }
