@@ -119,13 +119,20 @@ check "shadowing: without the shadowing spec, it starts" pf_starts
 pf_restore
 
 # ---- CDI: cdiVersion newer than podman 5.4's CDI library reads (0.8.0)
-sed -i 's/^cdiVersion: .*/cdiVersion: 1.0.0/' "$PF_SPEC"
-check "cdiVersion 1.0.0: the start fails with cdi.unsupported-version" \
-    pf_fails cdi.unsupported-version "cdiVersion 1.0.0 is newer than podman 5.4.2 reads (at most 0.8.0; podman 5.5.0 reads it)"
-check "cdiVersion 1.0.0: podman itself fails" pf_podman_fails "unresolvable CDI devices example.com/gpu=0"
-sed -i 's/^cdiVersion: .*/cdiVersion: 0.8.0/' "$PF_SPEC"
-check "cdiVersion 1.0.0: written as 0.8.0 (the fix), it starts" pf_starts
-pf_restore
+# From podman 5.5 on, the CDI library reads 1.0.0 (Debian testing's podman 5.8 starts it, and the
+# preflight agrees); which later podman first reads 1.1.0 is not known to this suite yet.
+pf_podman=$(dpkg-query -W -f '${Version}' podman)
+if dpkg --compare-versions "$pf_podman" lt 5.5; then
+    sed -i 's/^cdiVersion: .*/cdiVersion: 1.0.0/' "$PF_SPEC"
+    check "cdiVersion 1.0.0: the start fails with cdi.unsupported-version" \
+        pf_fails cdi.unsupported-version "cdiVersion 1.0.0 is newer than podman 5.4.2 reads (at most 0.8.0; podman 5.5.0 reads it)"
+    check "cdiVersion 1.0.0: podman itself fails" pf_podman_fails "unresolvable CDI devices example.com/gpu=0"
+    sed -i 's/^cdiVersion: .*/cdiVersion: 0.8.0/' "$PF_SPEC"
+    check "cdiVersion 1.0.0: written as 0.8.0 (the fix), it starts" pf_starts
+    pf_restore
+else
+    echo "# the cdiVersion case is not run: podman $pf_podman reads every cdiVersion up to 1.0.0, and this suite does not know which podman reads 1.1.0"
+fi
 
 # ---- CDI: spec unreadable by the account
 chmod 600 "$PF_SPEC"
