@@ -47,7 +47,7 @@ check "the scan timer is enabled, randomized and persistent" sh -c "systemctl is
     && [ \"\$(systemctl show -P Persistent aicontainers-scan.timer)\" = yes ]"
 # The VM image has no man(1): verify's check of the man: links cannot run there.
 check "systemd-analyze verify: the scan units" \
-    sh -c "systemd-analyze verify aicontainers-scan.service aicontainers-scan.timer 2>&1 | tee /dev/stderr | grep -v \"Command 'man \" | grep -q . && exit 1 || exit 0"
+    sh -c "systemd-analyze verify --man=no aicontainers-scan.service aicontainers-scan.timer 2>&1 | tee /dev/stderr | grep -q . && exit 1 || exit 0"
 echo "    (systemd-analyze security aicontainers-scan.service: $(systemd-analyze security aicontainers-scan.service 2>/dev/null | tail -1))"
 
 sc_restore() { systemctl stop "$SC_SVC" >/dev/null 2>&1; systemctl reset-failed "$SC_SVC" >/dev/null 2>&1; }
