@@ -197,49 +197,41 @@ pub fn new_findings<'a>(before: Option<&Verdict>, after: &'a Verdict) -> Vec<&'a
 fn announce_new(before: Option<&Verdict>, after: &Verdict) {
     let new = new_findings(before, after);
     let unit = format!("{}.service", after.service);
-    for f in new.iter().take(MAX_ANNOUNCED) {
-        let fixed = f.fixed.as_deref().unwrap_or("");
-        let severity = f.severity.as_str();
-        let message = format!(
-            "{}: new finding {} in {} {} ({}), severity {severity}, {}",
-            after.service,
-            f.id,
-            f.package,
-            f.installed,
-            f.ecosystem,
-            f.fixed.as_deref().map_or_else(|| "no fix yet".to_owned(), |v| format!("fixed in {v}"))
-        );
-        crate::journal::send(&[
-            ("MESSAGE", &message),
+    // The fields every entry has; a finding's entry adds its own.
+    let send = |message: &str, finding: &[(&str, &str)]| {
+        let mut fields = vec![
+            ("MESSAGE", message),
             ("MESSAGE_ID", NEW_FINDING_MESSAGE_ID),
             ("PRIORITY", "4"),
             ("SYSLOG_IDENTIFIER", "aictl"),
-            ("SERVICE", &after.service),
-            ("ADVISORY", &f.id),
-            ("PACKAGE", &f.package),
-            ("INSTALLED", &f.installed),
-            ("FIXED", fixed),
-            ("SEVERITY", severity),
-            ("IMAGE_ID", &after.digest),
-            ("OBJECT_SYSTEMD_UNIT", &unit),
-        ]);
+            ("SERVICE", after.service.as_str()),
+            ("IMAGE_ID", after.digest.as_str()),
+            ("OBJECT_SYSTEMD_UNIT", unit.as_str()),
+        ];
+        fields.extend_from_slice(finding);
+        crate::journal::send(&fields);
+    };
+    for f in new.iter().take(MAX_ANNOUNCED) {
+        let severity = f.severity.as_str();
+        let fixed = f.fixed.as_deref().map_or_else(|| "no fix yet".to_owned(), |v| format!("fixed in {v}"));
+        let message = format!(
+            "{}: new finding {} in {} {} ({}), severity {severity}, {fixed}",
+            after.service, f.id, f.package, f.installed, f.ecosystem
+        );
+        send(
+            &message,
+            &[
+                ("ADVISORY", &f.id),
+                ("PACKAGE", &f.package),
+                ("INSTALLED", &f.installed),
+                ("FIXED", f.fixed.as_deref().unwrap_or("")),
+                ("SEVERITY", severity),
+            ],
+        );
     }
     if new.len() > MAX_ANNOUNCED {
-        let message = format!(
-            "{}: {} more new findings (aictl scan {})",
-            after.service,
-            new.len() - MAX_ANNOUNCED,
-            after.service
-        );
-        crate::journal::send(&[
-            ("MESSAGE", &message),
-            ("MESSAGE_ID", NEW_FINDING_MESSAGE_ID),
-            ("PRIORITY", "4"),
-            ("SYSLOG_IDENTIFIER", "aictl"),
-            ("SERVICE", &after.service),
-            ("IMAGE_ID", &after.digest),
-            ("OBJECT_SYSTEMD_UNIT", &unit),
-        ]);
+        let more = new.len() - MAX_ANNOUNCED;
+        send(&format!("{}: {more} more new findings (aictl scan {})", after.service, after.service), &[]);
     }
 }
 
