@@ -63,6 +63,8 @@ install: build
 	sed 's|@BINDIR@|$(BINDIR)|g' units/aicontainers-scan.service.in > $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-scan.service
 	chmod 644 $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-scan.service
 	install -m644 units/aicontainers-scan.timer $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-scan.timer
+	sed 's|@BINDIR@|$(BINDIR)|g' units/aicontainers-sandbox.service.in > $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-sandbox.service
+	chmod 644 $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-sandbox.service
 	install -Dm644 units/aicontainers.sysusers $(DESTDIR)$(SYSUSERSDIR)/aicontainers.conf
 	install -Dm644 units/50-aicontainers.preset $(DESTDIR)$(PRESETDIR)/50-aicontainers.preset
 	install -Dm644 agent/data/org.aicontainers.Agent1.conf $(DESTDIR)$(DBUSSYSTEMDIR)/org.aicontainers.Agent1.conf
@@ -84,6 +86,7 @@ uninstall:
 	      $(DESTDIR)$(MANDIR)/man8/aicontainers-generator.8 $(DESTDIR)$(MANDIR)/man7/aicontainers-preflight.7
 	rm -f $(DESTDIR)$(LIBEXECDIR)/aicontainersd $(DESTDIR)$(SYSTEMUNITDIR)/aicontainersd.service $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-preflight.service \
 	      $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-scan.service $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-scan.timer \
+	      $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-sandbox.service \
 	      $(DESTDIR)$(SYSUSERSDIR)/aicontainers.conf $(DESTDIR)$(PRESETDIR)/50-aicontainers.preset \
 	      $(DESTDIR)$(DBUSSYSTEMDIR)/org.aicontainers.Agent1.conf \
 	      $(DESTDIR)$(POLKITDIR)/actions/org.aicontainers.policy $(DESTDIR)$(POLKITDIR)/rules.d/50-aicontainers.rules \

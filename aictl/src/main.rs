@@ -29,6 +29,7 @@ mod manpage;
 mod model;
 mod preflight;
 mod sandbox;
+mod sandbox_keeper;
 mod scan;
 mod service_scan;
 mod size;

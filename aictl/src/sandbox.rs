@@ -12,7 +12,7 @@ use aicontainers::spec::check_service_name;
 use clap::Subcommand;
 
 /// nftables' command line tool.
-const NFT: &str = "/usr/sbin/nft";
+pub(crate) const NFT: &str = "/usr/sbin/nft";
 
 #[derive(Subcommand, Debug)]
 pub enum SandboxCommand {
@@ -28,6 +28,10 @@ pub enum SandboxCommand {
     /// Take a stopped unit's cgroup out of the sets (its unit runs this as root after podman).
     #[command(hide = true)]
     Forget { name: String },
+    /// Keep the running sandboxed services' rules current: names resolved again on their TTL,
+    /// tables put back when deleted (aicontainers-sandbox.service runs this as root).
+    #[command(hide = true)]
+    Keep,
     /// Connection attempts of sandboxed service NAME: time, verdict, protocol, destination, port
     /// (the entries aicontainersd forwards to the journal; see `journalctl -u NAME
     /// SANDBOX_VERDICT=denied`).
@@ -43,11 +47,12 @@ pub fn run(command: SandboxCommand) -> Result<ExitCode, String> {
     match command {
         SandboxCommand::Allow { name, egress } => allow(&name, &egress),
         SandboxCommand::Forget { name } => forget(&name),
+        SandboxCommand::Keep => super::sandbox_keeper::keep(),
         SandboxCommand::Log { name, since } => log(&name, since.as_deref()),
     }
 }
 
-fn checked_name(name: &str) -> Result<(), String> {
+pub(crate) fn checked_name(name: &str) -> Result<(), String> {
     check_service_name(name)?;
     if name.len() > aicontainers::sandbox::NAME_MAX {
         return Err(format!(
@@ -68,7 +73,7 @@ fn own_cgroup(name: &str) -> Result<String, String> {
     Ok(cgroup)
 }
 
-fn nft_apply(ruleset: &str) -> Result<(), String> {
+pub(crate) fn nft_apply(ruleset: &str) -> Result<(), String> {
     let mut child = Command::new(NFT)
         .args(["-f", "-"])
         .stdin(Stdio::piped())
@@ -90,20 +95,26 @@ fn allow(name: &str, entries: &[String]) -> Result<ExitCode, String> {
     let egress: Vec<Egress> = entries.iter().map(|e| Egress::parse(e)).collect::<Result<_, _>>()?;
     let cgroup = own_cgroup(name)?;
     let (allowed, names) = resolve::resolve(&egress, resolve::system_lookup)?;
+    let _lock = lock()?;
     let dir = Path::new(resolve::HOSTS_DIR);
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let hosts = resolve::hosts_path(name);
     aicontainers::fsutil::write_durable(Path::new(&hosts), resolve::hosts_file(name, &names).as_bytes(), 0o644)
         .map_err(|e| format!("{hosts}: {e}"))?;
     nft_apply(&nft::service_ruleset(name, &cgroup, &allowed)?)?;
-    // What the agent shows and counts from (after the rules: the record never claims more).
+    // What the agent shows and counts from (after the rules: the record never claims more),
+    // and what the keeper resolves again and puts back.
     let started_usec = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-    let record = AllowRecord { service: name.to_owned(), started_usec, allowed: allowed.clone() };
-    let path = aicontainers::sandbox::record::path(Path::new("/"), name);
-    let json = serde_json::to_vec(&record).map_err(|e| format!("{}: {e}", path.display()))?;
-    aicontainers::fsutil::write_durable(&path, &json, 0o644).map_err(|e| format!("{}: {e}", path.display()))?;
+    let record = AllowRecord {
+        service: name.to_owned(),
+        started_usec,
+        allowed: allowed.clone(),
+        egress: egress.iter().map(|e| e.to_string()).collect(),
+        cgroup: cgroup.clone(),
+    };
+    write_record(&record)?;
     let list: Vec<String> = allowed.iter().map(|a| format!("{} {}:{}", a.proto.name(), a.addr, a.port)).collect();
     out!(
         "sandbox: {name} may open connections to {} (everything else is denied and logged)",
@@ -112,9 +123,22 @@ fn allow(name: &str, entries: &[String]) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes the allow record of a running service (atomically).
+pub(crate) fn write_record(record: &AllowRecord) -> Result<(), String> {
+    let path = aicontainers::sandbox::record::path(Path::new("/"), &record.service);
+    let json = serde_json::to_vec(record).map_err(|e| format!("{}: {e}", path.display()))?;
+    aicontainers::fsutil::write_durable(&path, &json, 0o644).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The lock the keeper shares with `allow` and `forget` (see [`super::sandbox_keeper`]).
+fn lock() -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+    super::sandbox_keeper::lock()
+}
+
 fn forget(name: &str) -> Result<ExitCode, String> {
     checked_name(name)?;
     let cgroup = own_cgroup(name)?;
+    let _lock = lock()?;
     let _ = std::fs::remove_file(resolve::hosts_path(name));
     let _ = std::fs::remove_file(aicontainers::sandbox::record::path(Path::new("/"), name));
     // The next start installs everything afresh; a failure here leaves only a stale entry for a

@@ -96,6 +96,11 @@ fn unit_section(u: &mut UnitWriter, service: &Service, account: &Account) {
         let unit = model.source.unit();
         u.set("Requires", Kind::Text, &unit).set("After", Kind::Text, &unit);
     }
+    // The keeper re-resolves a sandbox's names on their TTL and puts deleted tables back
+    // (docs/sandbox.md); it runs while any sandboxed unit wants it.
+    if service.sandbox.is_some() {
+        u.set("Wants", Kind::Text, crate::sandbox::KEEPER_UNIT);
+    }
 }
 
 /// The `[Container]` section: image, command, placement, devices, mounts, limits and podman's

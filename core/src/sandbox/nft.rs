@@ -146,20 +146,7 @@ pub fn service_ruleset(service: &str, cgroup: &str, allowed: &[Allowed]) -> Resu
     let id = ident(service);
     let comment = quoted(service)?;
     let mut r = base_ruleset();
-    let (v4, v6): (Vec<&Allowed>, Vec<&Allowed>) = allowed.iter().partition(|a| a.addr.is_ipv4());
-    for (family, set, addr_type, list) in [("ip", "a4_", "ipv4_addr", &v4), ("ip6", "a6_", "ipv6_addr", &v6)] {
-        let _ = writeln!(
-            r,
-            "add set inet {TABLE} {set}{id} {{ type {addr_type} . inet_proto . inet_service; comment {comment}; }}"
-        );
-        let _ = writeln!(r, "flush set inet {TABLE} {set}{id}");
-        if !list.is_empty() {
-            let elements: Vec<String> =
-                list.iter().map(|a| format!("{} . {} . {}", a.addr, a.proto.name(), a.port)).collect();
-            let _ = writeln!(r, "add element inet {TABLE} {set}{id} {{ {} }}", elements.join(", "));
-        }
-        let _ = family;
-    }
+    r.push_str(&allow_sets_ruleset(service, allowed)?);
     let _ = writeln!(r, "add chain inet {TABLE} svc_{id} {{ comment {comment}; }}");
     let _ = writeln!(r, "flush chain inet {TABLE} svc_{id}");
     for (nfproto, family, set) in [("ipv4", "ip", "a4_"), ("ipv6", "ip6", "a6_")] {
@@ -175,6 +162,29 @@ pub fn service_ruleset(service: &str, cgroup: &str, allowed: &[Allowed]) -> Resu
     // must hold it before podman runs.
     let _ = writeln!(r, "add element inet {TABLE} {SET} {{ {cgroup} }}");
     let _ = writeln!(r, "add element inet {GUARD_TABLE} {SET} {{ {cgroup} }}");
+    Ok(r)
+}
+
+/// What replaces the elements of one service's allow sets (creating the sets if need be), in
+/// one transaction: the keeper's update when a name resolves to other addresses. It fails,
+/// changing nothing, when the table is gone (the keeper then puts everything back).
+pub fn allow_sets_ruleset(service: &str, allowed: &[Allowed]) -> Result<String, String> {
+    let id = ident(service);
+    let comment = quoted(service)?;
+    let mut r = String::new();
+    let (v4, v6): (Vec<&Allowed>, Vec<&Allowed>) = allowed.iter().partition(|a| a.addr.is_ipv4());
+    for (set, addr_type, list) in [("a4_", "ipv4_addr", &v4), ("a6_", "ipv6_addr", &v6)] {
+        let _ = writeln!(
+            r,
+            "add set inet {TABLE} {set}{id} {{ type {addr_type} . inet_proto . inet_service; comment {comment}; }}"
+        );
+        let _ = writeln!(r, "flush set inet {TABLE} {set}{id}");
+        if !list.is_empty() {
+            let elements: Vec<String> =
+                list.iter().map(|a| format!("{} . {} . {}", a.addr, a.proto.name(), a.port)).collect();
+            let _ = writeln!(r, "add element inet {TABLE} {set}{id} {{ {} }}", elements.join(", "));
+        }
+    }
     Ok(r)
 }
 

@@ -23,6 +23,13 @@ pub struct AllowRecord {
     /// journal's clock).
     pub started_usec: u64,
     pub allowed: Vec<Allowed>,
+    /// The entries of `sandbox.egress` as the unit lists them, for the keeper to resolve again
+    /// (empty in a record of an older `aictl`: the keeper leaves such a service alone).
+    #[serde(default)]
+    pub egress: Vec<String>,
+    /// The unit's cgroup below the cgroup2 root, for the keeper to put back into the sets.
+    #[serde(default)]
+    pub cgroup: String,
 }
 
 /// The record of `service` below `root` (`/` on a live host).
@@ -51,6 +58,8 @@ mod tests {
             service: "coder".into(),
             started_usec: 7,
             allowed: vec![Allowed { addr: "fd09::2".parse().unwrap(), proto: Proto::Udp, port: 53 }],
+            egress: vec!["[fd09::2]:53/udp".into()],
+            cgroup: "aicontainers.slice/aicontainers-agents.slice/coder.service".into(),
         };
         std::fs::write(path(root.path(), "coder"), serde_json::to_vec(&rec).unwrap()).unwrap();
         assert_eq!(read(root.path(), "coder").unwrap(), Some(rec.clone()));

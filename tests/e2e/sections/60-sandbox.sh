@@ -3,7 +3,9 @@
 # creates (veth, IPv4 and IPv6, TCP and UDP); from inside the sandboxed rootless container the
 # listed destinations answer and everything else is refused and logged; it holds after a
 # restart of the service and of the agent, fails closed when the table is flushed or deleted,
-# and a process with every capability of the container's user namespace cannot lift it.
+# and a process with every capability of the container's user namespace cannot lift it. The
+# keeper (aicontainers-sandbox.service) follows a name whose DNS answer changes, and puts
+# deleted tables back.
 # The probes run inside the container with nsenter into all its namespaces (as the container's
 # root: more than the service itself holds, since its capabilities are dropped).
 
@@ -31,10 +33,40 @@ sb_targets() {
         ip -n "$SB_TGT" -6 addr add fd09::2/64 dev sbx1 nodad &&
         ip -n "$SB_TGT" link set sbx1 up &&
         ip -n "$SB_TGT" link set lo up &&
+        ip -n "$SB_TGT" addr add 10.9.0.3/24 dev sbx1 &&
+        ip -n "$SB_TGT" addr add 10.9.0.4/24 dev sbx1 &&
+        sb_dns &&
         ip netns exec "$SB_TGT" busybox httpd -p 80 -h /tmp/sbx-www &&
         ip netns exec "$SB_TGT" busybox httpd -p 81 -h /tmp/sbx-www &&
         ip route add default via 10.9.0.2 dev sbx0 metric 100 &&
         ip -6 route add default via fd09::2 dev sbx0 metric 100
+}
+# A DNS server in the target namespace (10.9.0.2:53) for the host's resolver: moving.sbx.test
+# has one A record, the address in /tmp/sbx-dns.addr, with a TTL of 2 s; no AAAA; every other
+# name is NXDOMAIN. The host's resolv.conf points at it while the section runs.
+sb_dns() {
+    echo 10.9.0.3 > /tmp/sbx-dns.addr
+    cat > /tmp/sbx-dns.py <<'PY'
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("10.9.0.2", 53))
+while True:
+    q, peer = s.recvfrom(512)
+    i, labels = 12, []
+    while q[i]:
+        labels.append(q[i + 1:i + 1 + q[i]].decode("ascii", "replace"))
+        i += 1 + q[i]
+    qtype = struct.unpack(">H", q[i + 1:i + 3])[0]
+    name = ".".join(labels).lower()
+    addr = open("/tmp/sbx-dns.addr").read().split()[0]
+    ans, count, rcode = b"", 0, 0 if name == "moving.sbx.test" else 3
+    if name == "moving.sbx.test" and qtype == 1:
+        ans, count = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 2, 4) + socket.inet_aton(addr), 1
+    s.sendto(q[:2] + struct.pack(">HHHHH", 0x8180 | rcode, 1, count, 0, 0) + q[12:i + 5] + ans, peer)
+PY
+    [ -e /tmp/sbx-resolv.conf.orig ] || cat /etc/resolv.conf > /tmp/sbx-resolv.conf.orig
+    echo "nameserver 10.9.0.2" > /etc/resolv.conf
+    ip netns exec "$SB_TGT" python3 /tmp/sbx-dns.py &
 }
 # A UDP listener in the target namespace that writes the first datagram it gets to
 # /tmp/sbx-udp.PORT (busybox nc has no UDP mode).
@@ -46,6 +78,8 @@ s.bind(("10.9.0.2", int(sys.argv[1])))
 sys.stdout.write(s.recv(512).decode("ascii", "replace")); sys.stdout.flush()' "$1" > "/tmp/sbx-udp.$1" &
 }
 sb_untargets() {
+    pkill -f /tmp/sbx-dns.py
+    [ -e /tmp/sbx-resolv.conf.orig ] && cat /tmp/sbx-resolv.conf.orig > /etc/resolv.conf && rm -f /tmp/sbx-resolv.conf.orig
     ip route del default via 10.9.0.2 dev sbx0 metric 100 2>/dev/null
     ip -6 route del default via fd09::2 dev sbx0 metric 100 2>/dev/null
     ip netns del "$SB_TGT" 2>/dev/null
@@ -85,6 +119,7 @@ sb_allowed_entries() {
     echo "$out" | grep -qx "allowed tcp 10.9.0.2 80 $SB.service" && ! echo "$out" | grep -q denied
 }
 sb_icmp_entry() { sb_fields MESSAGE_ID="$SB_MSGID" SERVICE="$SB" PROTO=icmp | grep -x "denied icmp 10.9.0.2 - $SB.service"; }
+sb_guarded() { nft -j list set inet aicontainers_guard sandboxed | grep -q "/$SB.service"; }
 sb_zero() { [ "$(sb_verdicts)" = "(tt) 0 0" ]; }
 sb_forged_not_forwarded() {
     journalctl -b -k --no-pager -o cat | grep -q 10.66.6.6 &&
@@ -103,7 +138,7 @@ command = ["sleep", "100000"]
 run-as = "aimodels"
 
 [sandbox]
-egress = ["target.sbx.test:80", "[fd09::2]:80", "10.9.0.2:5353/udp"]
+egress = ["target.sbx.test:80", "[fd09::2]:80", "10.9.0.2:5353/udp", "moving.sbx.test:80"]
 pids = 64
 memory = "256M"
 TOML
@@ -160,6 +195,19 @@ if [ "$PHASE" = first-boot ]; then
     check "sandbox: DNS to a resolver not listed (10.9.0.2:53/udp) is refused and logged" \
         wait_for 10 sb_logged 'denied +udp +10\.9\.0\.2 +53$'
 
+    section "sandbox: the keeper follows a name whose address changes"
+    check "the sandbox keeper (aicontainers-sandbox.service) runs, wanted by $SB" systemctl is-active --quiet aicontainers-sandbox
+    check "moving.sbx.test:80 (DNS: 10.9.0.3, TTL 2 s) answers from inside" sb_get http://moving.sbx.test/
+    echo 10.9.0.4 > /tmp/sbx-dns.addr
+    check "after the DNS answer changes to 10.9.0.4: the container's /etc/hosts follows (rewritten in place)" \
+        wait_for 30 sb_in /bin/busybox grep -q '^10.9.0.4.moving.sbx.test$' /etc/hosts
+    check "moving.sbx.test:80 answers at its new address" sb_get http://moving.sbx.test/
+    check "the old address (10.9.0.3:80) is refused now" sb_refused http://10.9.0.3/
+    check "Service1.SandboxAllowed holds the new address, not the old" sh -c \
+        "busctl get-property org.aicontainers.Agent1 /org/aicontainers/Agent1/service/$SB org.aicontainers.Service1 SandboxAllowed | grep -F '\"10.9.0.4\" \"tcp\" 80' | grep -vF 10.9.0.3"
+    check "the keeper's journal says what changed" sh -c \
+        "journalctl -b -u aicontainers-sandbox --no-pager -o cat | grep -F 'sandbox: $SB: names resolved again' | grep -F 'tcp 10.9.0.4:80'"
+
     section "sandbox: every attempt in the journal with its verdict"
     check "aictl sandbox log: the allowed TCP connection" wait_for 10 sb_logged 'allowed +tcp +10\.9\.0\.2 +80$'
     check "aictl sandbox log: the refused port" sb_logged 'denied +tcp +10\.9\.0\.2 +81$'
@@ -200,10 +248,23 @@ if [ "$PHASE" = first-boot ]; then
     check "nft flush table inet aicontainers" nft flush table inet aicontainers
     check "sandbox (table flushed): the allowed destination is refused too" sb_refused http://10.9.0.2/
     check "nft delete table inet aicontainers" nft delete table inet aicontainers
-    check "sandbox (table deleted): the allowed destination is refused too" sb_refused http://10.9.0.2/
-    check "sandbox (table deleted): other destinations stay refused" sb_refused http://10.9.0.2:81/
-    check "systemctl restart $SB puts the tables back" systemctl restart "$SB"
+    check "sandbox (table deleted): the keeper puts it back, and the allowed destination answers" \
+        wait_for 30 sb_get http://target.sbx.test/
+    check "sandbox (table put back): other destinations stay refused" sb_refused http://10.9.0.2:81/
+    check "nft flush ruleset" nft flush ruleset
+    check "sandbox (ruleset flushed): the keeper puts both tables back with the running unit's cgroup" \
+        wait_for 30 sb_guarded
+    check "sandbox (ruleset put back): target.sbx.test:80 answers" wait_for 30 sb_get http://target.sbx.test/
+    check "sandbox (ruleset put back): 10.9.0.2:81 refused" sb_refused http://10.9.0.2:81/
+    check "sandbox (ruleset put back): the keeper's journal says so" sh -c \
+        "journalctl -b -u aicontainers-sandbox --no-pager -o cat | grep -F 'sandbox: $SB: its rules are in place again'"
+    check "systemctl stop aicontainers-sandbox (no keeper)" systemctl stop aicontainers-sandbox
+    check "nft delete table inet aicontainers (no keeper)" nft delete table inet aicontainers
+    check "sandbox (table deleted, no keeper): the allowed destination is refused too (the guard table)" sb_refused http://10.9.0.2/
+    check "sandbox (table deleted, no keeper): other destinations stay refused" sb_refused http://10.9.0.2:81/
+    check "systemctl restart $SB puts the tables back (and starts the keeper it wants)" systemctl restart "$SB"
     check "sandbox (tables back): target.sbx.test:80 answers again" wait_for 30 sb_get http://target.sbx.test/
+    check "the keeper runs again" systemctl is-active --quiet aicontainers-sandbox
     check "a root process inside the container's namespaces cannot reach the host's ruleset (its netns is its own)" \
         sh -c "nsenter -t $(sb_pid) -a /bin/busybox ip link set lo down; nsenter -t $(sb_pid) -a /bin/busybox ip link set lo up; nft list table inet aicontainers_guard >/dev/null"
     check "sandbox (after the container's root changed its own network): 10.9.0.2:81 still refused" sb_refused http://10.9.0.2:81/
