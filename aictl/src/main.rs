@@ -30,6 +30,7 @@ mod model;
 mod preflight;
 mod sandbox;
 mod sandbox_keeper;
+mod sandbox_rules;
 mod scan;
 mod service_scan;
 mod size;

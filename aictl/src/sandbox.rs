@@ -1,18 +1,15 @@
 //! `aictl sandbox`: what a sandboxed service's unit runs as root around podman (`allow` before,
 //! `forget` after; docs/sandbox.md), and `log`, its connection attempts from the journal.
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 
 use aicontainers::sandbox::audit::{self, Verdict};
 use aicontainers::sandbox::record::AllowRecord;
 use aicontainers::sandbox::{nft, resolve, Egress};
-use aicontainers::spec::check_service_name;
-use clap::Subcommand;
 
-/// nftables' command line tool.
-pub(crate) const NFT: &str = "/usr/sbin/nft";
+use crate::sandbox_rules::{checked_name, lock, nft_apply, write_record};
+use clap::Subcommand;
 
 #[derive(Subcommand, Debug)]
 pub enum SandboxCommand {
@@ -47,20 +44,9 @@ pub fn run(command: SandboxCommand) -> Result<ExitCode, String> {
     match command {
         SandboxCommand::Allow { name, egress } => allow(&name, &egress),
         SandboxCommand::Forget { name } => forget(&name),
-        SandboxCommand::Keep => super::sandbox_keeper::keep(),
+        SandboxCommand::Keep => crate::sandbox_keeper::keep(),
         SandboxCommand::Log { name, since } => log(&name, since.as_deref()),
     }
-}
-
-pub(crate) fn checked_name(name: &str) -> Result<(), String> {
-    check_service_name(name)?;
-    if name.len() > aicontainers::sandbox::NAME_MAX {
-        return Err(format!(
-            "`{name}`: a sandboxed service's name is at most {} bytes",
-            aicontainers::sandbox::NAME_MAX
-        ));
-    }
-    Ok(())
 }
 
 /// The calling unit's cgroup, which must be NAME's own.
@@ -71,23 +57,6 @@ fn own_cgroup(name: &str) -> Result<String, String> {
         return Err(format!("run from {name}.service (ExecStartPre=/ExecStopPost=), not from {cgroup}"));
     }
     Ok(cgroup)
-}
-
-pub(crate) fn nft_apply(ruleset: &str) -> Result<(), String> {
-    let mut child = Command::new(NFT)
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{NFT}: {e}"))?;
-    child.stdin.take().expect("piped").write_all(ruleset.as_bytes()).map_err(|e| format!("{NFT}: {e}"))?;
-    let out = child.wait_with_output().map_err(|e| format!("{NFT}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("{NFT} -f refused the ruleset: {}", String::from_utf8_lossy(&out.stderr).trim()))
-    }
 }
 
 fn allow(name: &str, entries: &[String]) -> Result<ExitCode, String> {
@@ -121,18 +90,6 @@ fn allow(name: &str, entries: &[String]) -> Result<ExitCode, String> {
         if list.is_empty() { "nothing".to_owned() } else { list.join(", ") }
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes the allow record of a running service (atomically).
-pub(crate) fn write_record(record: &AllowRecord) -> Result<(), String> {
-    let path = aicontainers::sandbox::record::path(Path::new("/"), &record.service);
-    let json = serde_json::to_vec(record).map_err(|e| format!("{}: {e}", path.display()))?;
-    aicontainers::fsutil::write_durable(&path, &json, 0o644).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// The lock the keeper shares with `allow` and `forget` (see [`super::sandbox_keeper`]).
-fn lock() -> Result<nix::fcntl::Flock<std::fs::File>, String> {
-    super::sandbox_keeper::lock()
 }
 
 fn forget(name: &str) -> Result<ExitCode, String> {

@@ -13,7 +13,7 @@
 //!
 //! What runs is read from the allow records in `/run/aicontainers/sandbox` (written by the
 //! units' `aictl sandbox allow`, removed by `forget`). The keeper, `allow` and `forget` take
-//! the same lock ([`LOCK`]) around their changes, so none undoes another's.
+//! the same lock ([`crate::sandbox_rules::LOCK`]) around their changes, so none undoes another's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, BufReader, Seek as _, Write as _};
@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 use aicontainers::sandbox::record::{self, AllowRecord};
 use aicontainers::sandbox::{dns, nft, resolve, Egress, Host};
 
+use crate::sandbox_rules::{checked_name, lock, nft_apply, write_record, NFT};
+
 /// The least time between two lookups of a name (a TTL of 0 would otherwise spin).
 pub const TTL_MIN: Duration = Duration::from_secs(5);
 /// The most time between two lookups of a name.
@@ -37,8 +39,6 @@ pub const TTL_DEFAULT: Duration = Duration::from_secs(60);
 pub const RETRY: Duration = Duration::from_secs(30);
 /// How often the record directory is read for services that started or stopped.
 const RESCAN: Duration = Duration::from_secs(5);
-/// The lock `allow`, `forget` and the keeper hold around their changes.
-pub const LOCK: &str = "/run/aicontainers/sandbox/.lock";
 
 /// What the monitor thread reports.
 enum Event {
@@ -60,15 +60,11 @@ pub fn deletes_ours(line: &str) -> bool {
 
 /// Follows `nft monitor destroy` (every deletion, printed `delete KIND ...`) and reports ours.
 fn monitor(tx: mpsc::Sender<Event>) {
-    let child = Command::new(super::sandbox::NFT)
-        .args(["monitor", "destroy"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn();
+    let child = Command::new(NFT).args(["monitor", "destroy"]).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn();
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {
-            let _ = tx.send(Event::MonitorGone(format!("{}: {e}", super::sandbox::NFT)));
+            let _ = tx.send(Event::MonitorGone(format!("{}: {e}", NFT)));
             return;
         }
     };
@@ -100,7 +96,7 @@ fn records(reported: &mut BTreeSet<String>) -> BTreeMap<String, AllowRecord> {
     for entry in entries.flatten() {
         let file = entry.file_name().to_string_lossy().into_owned();
         let Some(name) = file.strip_suffix(".json") else { continue };
-        if name.starts_with('.') || super::sandbox::checked_name(name).is_err() {
+        if name.starts_with('.') || checked_name(name).is_err() {
             continue;
         }
         match record::read(Path::new("/"), name) {
@@ -186,7 +182,7 @@ fn refresh(name: &str, f: &mut Followed, servers: &[SocketAddr]) {
         Ok(Some(r)) if r.started_usec == f.record.started_usec => {}
         _ => return,
     }
-    if let Err(why) = nft::allow_sets_ruleset(name, &allowed).and_then(|r| super::sandbox::nft_apply(&r)) {
+    if let Err(why) = nft::allow_sets_ruleset(name, &allowed).and_then(|r| nft_apply(&r)) {
         return eprintln!("aictl: sandbox: {name}: the allow sets were not updated: {why}");
     }
     let hosts = resolve::hosts_path(name);
@@ -196,7 +192,7 @@ fn refresh(name: &str, f: &mut Followed, servers: &[SocketAddr]) {
     let before: Vec<String> = f.record.allowed.iter().map(describe).collect();
     let after: Vec<String> = allowed.iter().map(describe).collect();
     f.record.allowed = allowed;
-    if let Err(why) = super::sandbox::write_record(&f.record) {
+    if let Err(why) = write_record(&f.record) {
         eprintln!("aictl: sandbox: {name}: {why}");
     }
     eprintln!(
@@ -210,12 +206,6 @@ fn describe(a: &nft::Allowed) -> String {
     format!("{} {}:{}", a.proto.name(), a.addr, a.port)
 }
 
-pub(crate) fn lock() -> Result<nix::fcntl::Flock<std::fs::File>, String> {
-    std::fs::create_dir_all(resolve::HOSTS_DIR).map_err(|e| format!("{}: {e}", resolve::HOSTS_DIR))?;
-    aicontainers::fsutil::lock(Path::new(LOCK), nix::fcntl::FlockArg::LockExclusive, 0o600)
-        .map_err(|e| format!("{LOCK}: {e}"))
-}
-
 /// Applies the base tables and every running service's rules again (each service in its own
 /// transaction, so that one whose unit is gone does not keep the others out).
 fn restore(followed: &BTreeMap<String, Followed>) {
@@ -223,7 +213,7 @@ fn restore(followed: &BTreeMap<String, Followed>) {
         Ok(l) => l,
         Err(why) => return eprintln!("aictl: sandbox: {why}"),
     };
-    if let Err(why) = super::sandbox::nft_apply(&nft::base_ruleset()) {
+    if let Err(why) = nft_apply(&nft::base_ruleset()) {
         return eprintln!("aictl: sandbox: the base tables could not be applied: {why}");
     }
     for name in followed.keys() {
@@ -235,8 +225,7 @@ fn restore(followed: &BTreeMap<String, Followed>) {
         if !Path::new("/sys/fs/cgroup").join(&current.cgroup).is_dir() {
             continue;
         }
-        match nft::service_ruleset(name, &current.cgroup, &current.allowed).and_then(|r| super::sandbox::nft_apply(&r))
-        {
+        match nft::service_ruleset(name, &current.cgroup, &current.allowed).and_then(|r| nft_apply(&r)) {
             Ok(()) => eprintln!("aictl: sandbox: {name}: its rules are in place again"),
             Err(why) => eprintln!("aictl: sandbox: {name}: its rules could not be put back: {why}"),
         }
