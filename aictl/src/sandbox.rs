@@ -29,6 +29,10 @@ pub enum SandboxCommand {
     /// tables put back when deleted (aicontainers-sandbox.service runs this as root).
     #[command(hide = true)]
     Keep,
+    /// Resolve NAMES with the host's resolver and print them as JSON (`allow` runs this in a
+    /// transient unit of its own, outside the sandboxed cgroup).
+    #[command(hide = true)]
+    Resolve { names: Vec<String> },
     /// Connection attempts of sandboxed service NAME: time, verdict, protocol, destination, port
     /// (the entries aicontainersd forwards to the journal; see `journalctl -u NAME
     /// SANDBOX_VERDICT=denied`).
@@ -45,6 +49,7 @@ pub fn run(command: SandboxCommand) -> Result<ExitCode, String> {
         SandboxCommand::Allow { name, egress } => allow(&name, &egress),
         SandboxCommand::Forget { name } => forget(&name),
         SandboxCommand::Keep => crate::sandbox_keeper::keep(),
+        SandboxCommand::Resolve { names } => resolve_names(&names),
         SandboxCommand::Log { name, since } => log(&name, since.as_deref()),
     }
 }
@@ -63,7 +68,9 @@ fn allow(name: &str, entries: &[String]) -> Result<ExitCode, String> {
     checked_name(name)?;
     let egress: Vec<Egress> = entries.iter().map(|e| Egress::parse(e)).collect::<Result<_, _>>()?;
     let cgroup = own_cgroup(name)?;
-    let (allowed, names) = resolve::resolve(&egress, resolve::system_lookup)?;
+    let looked_up = look_up_outside(&egress)?;
+    let (allowed, names) =
+        resolve::resolve(&egress, |n| looked_up.get(n).cloned().unwrap_or_else(|| Err("not looked up".into())))?;
     let _lock = lock()?;
     let dir = Path::new(resolve::HOSTS_DIR);
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -89,6 +96,62 @@ fn allow(name: &str, entries: &[String]) -> Result<ExitCode, String> {
         "sandbox: {name} may open connections to {} (everything else is denied and logged)",
         if list.is_empty() { "nothing".to_owned() } else { list.join(", ") }
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `resolve` prints: each name with its addresses or why it did not resolve.
+type Lookups = std::collections::BTreeMap<String, Result<Vec<std::net::IpAddr>, String>>;
+
+/// The names of `egress`, looked up outside the unit's cgroup. `allow` runs in the unit's own
+/// cgroup, which systemd has already put in the `sandboxed` sets (`NFTSet=`) and which has no
+/// allow entries yet: a DNS query sent from there is dropped. So the lookup runs as `aictl
+/// sandbox resolve` in a transient unit of its own (systemd-run), as a dynamic user, with the
+/// host's resolver (getaddrinfo: `/etc/hosts`, DNS, NSS), and prints its answers on stdout.
+fn look_up_outside(egress: &[Egress]) -> Result<Lookups, String> {
+    let names: std::collections::BTreeSet<&str> = egress
+        .iter()
+        .filter_map(|e| match &e.host {
+            aicontainers::sandbox::Host::Name(n) => Some(n.as_str()),
+            aicontainers::sandbox::Host::Ip(_) => None,
+        })
+        .collect();
+    if names.is_empty() {
+        return Ok(Lookups::new());
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("aictl's own path: {e}"))?;
+    let out = Command::new("systemd-run")
+        .args(["--quiet", "--wait", "--pipe", "--collect", "--service-type=exec"])
+        .args(["--property=DynamicUser=yes", "--property=RuntimeMaxSec=90", "--property=PrivateTmp=yes"])
+        .args(["--property=ProtectHome=yes", "--property=NoNewPrivileges=yes", "--property=CapabilityBoundingSet="])
+        .arg("--")
+        .arg(exe)
+        .args(["sandbox", "resolve"])
+        .args(&names)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("systemd-run: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "the names could not be looked up (systemd-run, {}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("the names' lookup printed no answer: {e}"))
+}
+
+/// `aictl sandbox resolve NAME...`: each name as the host's resolver answers, as JSON.
+fn resolve_names(names: &[String]) -> Result<ExitCode, String> {
+    let mut out = Lookups::new();
+    for n in names {
+        let host = Egress::parse(&format!("{n}:1"))?.host;
+        let aicontainers::sandbox::Host::Name(name) = host else {
+            return Err(format!("`{n}` is not a name"));
+        };
+        let found = resolve::system_lookup(&name);
+        out.insert(name, found);
+    }
+    out!("{}", serde_json::to_string(&out).map_err(|e| e.to_string())?);
     Ok(ExitCode::SUCCESS)
 }
 

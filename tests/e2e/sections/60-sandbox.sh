@@ -67,6 +67,7 @@ PY
     [ -e /tmp/sbx-resolv.conf.orig ] || cat /etc/resolv.conf > /tmp/sbx-resolv.conf.orig
     echo "nameserver 10.9.0.2" > /etc/resolv.conf
     ip netns exec "$SB_TGT" python3 /tmp/sbx-dns.py &
+    wait_for 30 getent hosts moving.sbx.test
 }
 # A UDP listener in the target namespace that writes the first datagram it gets to
 # /tmp/sbx-udp.PORT (busybox nc has no UDP mode).
