@@ -528,6 +528,8 @@ fn sboms_are_valid_cyclonedx_1_5() {
     );
     write(&root.join("usr/lib/python3/dist-packages/Foo_Bar-1.0.dist-info/METADATA"), "Name: Foo_Bar\nVersion: 1.0\n");
     write(&root.join("srv/node_modules/@a/b/package.json"), r#"{"name": "@a/b", "version": "0.1.0"}"#);
+    write(&root.join("usr/bin/app"), go_fixture("amd64"));
+    assert!(sbom(&root).to_string().contains("pkg:golang/stdlib@1.19.8"), "the Go packages are in what is validated");
     let good = tmp.path().join("good.json");
     fs::write(&good, serde_json::to_vec(&sbom(&root)).expect("json")).expect("write");
     // The validator must see errors: a document with a component of an unknown type.
@@ -538,4 +540,122 @@ fn sboms_are_valid_cyclonedx_1_5() {
     let errors = cyclonedx_errors(&[&good, &bad]);
     assert_eq!(errors[0], "[]", "aictl sbom's output is not valid CycloneDX 1.5");
     assert_ne!(errors[1], "[]", "the validator accepted a broken document");
+}
+
+/// The Go fixtures (tests/fixtures/binaries/make-go.sh says how they were made: real Go 1.19
+/// build information of one program for amd64, 386 and s390x).
+fn go_fixture(arch: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/fixtures/binaries/go-app-{arch}"));
+    fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn purls(doc: &Value) -> Vec<String> {
+    let mut out: Vec<String> = doc["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .map(|c| format!("{} {}", c["purl"].as_str().unwrap_or(""), c["properties"]))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn go_binaries_modules_are_found_with_replacements_and_matched() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("root");
+    os_release(&root, "debian", "13");
+    write(&root.join("usr/bin/app"), go_fixture("amd64"));
+    write(&root.join("app32"), go_fixture("386"));
+    write(&root.join("opt/vendor/bin/app-s390x"), go_fixture("s390x"));
+    // Not searched: a library directory, a link (the merged /usr's bin), a script.
+    write(&root.join("usr/lib/x/app"), go_fixture("amd64"));
+    symlink("usr/bin", root.join("bin")).expect("symlink");
+    write(&root.join("usr/bin/script"), "#!/bin/sh\n");
+    let doc = sbom(&root);
+    let p = purls(&doc);
+    let found: Vec<&str> = p.iter().map(|l| l.split(' ').next().unwrap_or("")).collect();
+    let mut want = Vec::new();
+    for _ in 0..3 {
+        want.extend([
+            "pkg:golang/example.com/fork@v1.2.3",
+            "pkg:golang/example.com/plain@v0.3.0",
+            "pkg:golang/stdlib@1.19.8",
+        ]);
+    }
+    want.sort();
+    assert_eq!(found, want, "{p:#?}");
+    for loc in ["usr/bin/app", "app32", "opt/vendor/bin/app-s390x"] {
+        assert!(p.iter().any(|l| l.contains(&format!("\"value\":\"{loc}\""))), "{loc} is not a location: {p:#?}");
+    }
+    assert!(p.iter().all(|l| l.contains("\"aicontainers:ecosystem\",\"value\":\"Go\"")), "{p:#?}");
+
+    let adv = tmp.path().join("osv");
+    record(&adv, "GO-2023-0001", "Go", "stdlib", json!([{"introduced": "0"}, {"fixed": "1.19.9"}]));
+    record(&adv, "GO-2023-0002", "Go", "example.com/fork", json!([{"introduced": "1.2.0"}, {"fixed": "1.2.4"}]));
+    // Replaced: the binary holds the fork's code, not this module's.
+    record(&adv, "GO-2023-0003", "Go", "example.com/old", json!([{"introduced": "0"}]));
+    record(&adv, "GO-2023-0004", "Go", "example.com/plain", json!([{"introduced": "0"}, {"fixed": "0.3.0"}]));
+    record(&adv, "GO-2023-0005", "Go", "stdlib", json!([{"introduced": "1.20.0"}, {"fixed": "1.20.4"}]));
+    let findings = scan(&root, &adv);
+    assert_eq!(ids(&findings), ["GO-2023-0001 stdlib", "GO-2023-0002 example.com/fork"], "{findings:#?}");
+    assert_eq!(findings[0]["installed"], "1.19.8");
+    assert_eq!(findings[0]["fixed"], "1.19.9");
+    assert_eq!(findings[1]["installed"], "v1.2.3");
+    assert_eq!(findings[1]["fixed"], "1.2.4");
+}
+
+#[test]
+fn hostile_binaries_are_warnings_or_nothing_never_reads_past_them() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("root");
+    os_release(&root, "debian", "13");
+    let good = go_fixture("amd64");
+    write(&root.join("usr/bin/good"), &good);
+    // Cut short in the middle of the section header table (at the end of the file).
+    write(&root.join("usr/bin/cut"), &good[..good.len() - 100]);
+    // Only an ELF magic, and a header whose section table lies past the end.
+    write(&root.join("usr/bin/magic"), b"\x7fELF");
+    let mut far = good[..64].to_vec();
+    far[0x28..0x30].copy_from_slice(&u64::MAX.to_le_bytes());
+    write(&root.join("usr/bin/far"), &far);
+    // A FIFO and a device named like programs: never opened for reading (a FIFO would block).
+    nix::unistd::mkfifo(&root.join("usr/bin/fifo"), nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    let dev = nix::sys::stat::makedev(1, 5);
+    if let Err(e) = nix::sys::stat::mknod(
+        &root.join("usr/bin/zero"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::S_IRUSR,
+        dev,
+    ) {
+        println!("no device node here ({e}): the device case is not tried");
+    }
+    // A link out of the image to a real Go binary on the host is not followed.
+    write(&tmp.path().join("host-app"), &good);
+    symlink(tmp.path().join("host-app"), root.join("usr/bin/outside")).expect("symlink");
+    let out = aictl(&["sbom", "--rootfs", &root.to_string_lossy()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let locations: Vec<String> = purls(&doc).iter().filter(|l| l.contains("stdlib")).cloned().collect();
+    assert_eq!(locations.len(), 1, "{locations:#?}");
+    assert!(locations[0].contains("usr/bin/good"), "{locations:#?}");
+    assert!(err.contains("usr/bin/cut: ") && err.contains("past the end"), "{err}");
+    assert!(err.contains("usr/bin/far: ") && err.contains("past"), "{err}");
+    assert!(!err.contains("usr/bin/magic"), "a 4-byte file is nothing, not a warning: {err}");
+    assert!(!err.contains("usr/bin/fifo") && !err.contains("usr/bin/zero"), "special files are skipped: {err}");
+}
+
+#[test]
+#[cfg_attr(not(have_registry), ignore = "needs /usr/bin/docker-registry (Debian's docker-registry, a Go program)")]
+fn a_real_go_program_from_debian_is_inventoried() {
+    // Debian builds it without module mode: its build information names only the toolchain.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("root");
+    os_release(&root, "debian", "12");
+    fs::create_dir_all(root.join("usr/bin")).expect("mkdir");
+    fs::copy("/usr/bin/docker-registry", root.join("usr/bin/docker-registry")).expect("copy");
+    let doc = sbom(&root);
+    let p = purls(&doc);
+    assert!(p.iter().any(|l| l.starts_with("pkg:golang/stdlib@1.")), "{p:#?}");
 }

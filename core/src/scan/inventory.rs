@@ -1,5 +1,6 @@
 //! What an unpacked image holds: its distribution's packages (dpkg, apk, rpm) and the
-//! language packages that are cheap to find (Python distributions, npm packages).
+//! language packages that are cheap to find (Python distributions, npm packages, the modules
+//! Go binaries embed).
 //!
 //! | source | where | fails the inventory when |
 //! |---|---|---|
@@ -8,6 +9,7 @@
 //! | rpm | `var/lib/rpm/rpmdb.sqlite`, `usr/lib/sysimage/rpm/rpmdb.sqlite` | unreadable or a bad header; a Berkeley DB or ndb database (not read) |
 //! | Python | `*.dist-info/METADATA`, `*.egg-info[/PKG-INFO]` in `site-packages`/`dist-packages` | never: a bad one is a warning |
 //! | npm | `node_modules/[@scope/]NAME/package.json` | never: a bad one is a warning |
+//! | Go | executables' build information (see [`super::binaries`]) | never: a bad one is a warning |
 //!
 //! A distribution database that cannot be read fails the whole inventory rather than yield a
 //! partial one that would look clean. The walk for language packages follows no links, skips
@@ -176,6 +178,7 @@ pub fn inventory(root: &RootFs) -> Result<Inventory, Diagnostic> {
         });
     }
     walk(root, &mut inv);
+    super::binaries::inventory(root, &mut inv);
     inv.packages.sort();
     inv.packages.dedup();
     Ok(inv)
