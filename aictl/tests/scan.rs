@@ -529,7 +529,11 @@ fn sboms_are_valid_cyclonedx_1_5() {
     write(&root.join("usr/lib/python3/dist-packages/Foo_Bar-1.0.dist-info/METADATA"), "Name: Foo_Bar\nVersion: 1.0\n");
     write(&root.join("srv/node_modules/@a/b/package.json"), r#"{"name": "@a/b", "version": "0.1.0"}"#);
     write(&root.join("usr/bin/app"), go_fixture("amd64"));
-    assert!(sbom(&root).to_string().contains("pkg:golang/stdlib@1.19.8"), "the Go packages are in what is validated");
+    let rust = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/binaries/rust-app-amd64");
+    write(&root.join("usr/bin/rust-app"), fs::read(rust).expect("fixture"));
+    let text = sbom(&root).to_string();
+    assert!(text.contains("pkg:golang/stdlib@1.19.8"), "the Go packages are in what is validated");
+    assert!(text.contains("pkg:cargo/flate2@1.0.28"), "the Rust packages are in what is validated");
     let good = tmp.path().join("good.json");
     fs::write(&good, serde_json::to_vec(&sbom(&root)).expect("json")).expect("write");
     // The validator must see errors: a document with a component of an unknown type.
@@ -658,4 +662,110 @@ fn a_real_go_program_from_debian_is_inventoried() {
     let doc = sbom(&root);
     let p = purls(&doc);
     assert!(p.iter().any(|l| l.starts_with("pkg:golang/stdlib@1.")), "{p:#?}");
+}
+
+/// A minimal 64-bit little-endian ELF file with one section `name` holding `data`.
+fn elf_with_section(name: &str, data: &[u8]) -> Vec<u8> {
+    let names = format!("\0{name}\0.shstrtab\0");
+    let mut f = vec![0u8; 64];
+    f[..6].copy_from_slice(b"\x7fELF\x02\x01");
+    let data_off = f.len() as u64;
+    f.extend(data);
+    let names_off = f.len() as u64;
+    f.extend(names.as_bytes());
+    let shoff = f.len() as u64;
+    f[0x28..0x30].copy_from_slice(&shoff.to_le_bytes());
+    f[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+    f[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
+    f[0x3e..0x40].copy_from_slice(&2u16.to_le_bytes());
+    f.extend([0u8; 64]);
+    for (name_at, off, len) in
+        [(1u32, data_off, data.len() as u64), (2 + name.len() as u32, names_off, names.len() as u64)]
+    {
+        let mut e = [0u8; 64];
+        e[..4].copy_from_slice(&name_at.to_le_bytes());
+        e[4..8].copy_from_slice(&1u32.to_le_bytes());
+        e[0x18..0x20].copy_from_slice(&off.to_le_bytes());
+        e[0x20..0x28].copy_from_slice(&len.to_le_bytes());
+        f.extend(e);
+    }
+    f
+}
+
+fn zlib(data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(data).expect("compress");
+    z.finish().expect("compress")
+}
+
+#[test]
+fn cargo_auditable_binaries_crates_io_packages_are_found_and_matched() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("root");
+    os_release(&root, "debian", "13");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/binaries/rust-app-amd64");
+    write(&root.join("usr/local/bin/app"), fs::read(&p).expect("the fixture (tests/fixtures/binaries/make-rust.sh)"));
+    // The same list in a hand-made ELF file, to show the fixture's bytes are not special.
+    let json = br#"{"packages":[{"name":"smallvec","version":"1.6.0","source":"crates.io"}]}"#;
+    write(&root.join("app"), elf_with_section(".dep-v0", &zlib(json)));
+    let doc = sbom(&root);
+    let found: Vec<String> = purls(&doc).iter().map(|l| l.split(' ').next().unwrap_or("").to_owned()).collect();
+    // The build dependency (cc), the git one (smallvec 1.11.0) and the local root are not kept.
+    assert_eq!(
+        found,
+        [
+            "pkg:cargo/adler2@2.0.0",
+            "pkg:cargo/flate2@1.0.28",
+            "pkg:cargo/miniz_oxide@0.7.1",
+            "pkg:cargo/smallvec@1.6.0"
+        ]
+    );
+    let adv = tmp.path().join("osv");
+    record(&adv, "RUSTSEC-2021-0003", "crates.io", "smallvec", json!([{"introduced": "1.6.0"}, {"fixed": "1.6.1"}]));
+    record(&adv, "RUSTSEC-2099-0001", "crates.io", "flate2", json!([{"introduced": "0"}, {"fixed": "1.0.29"}]));
+    record(&adv, "RUSTSEC-2099-0002", "crates.io", "cc", json!([{"introduced": "0"}]));
+    record(&adv, "GHSA-0000-0000-0001", "Go", "flate2", json!([{"introduced": "0"}]));
+    let findings = scan(&root, &adv);
+    assert_eq!(ids(&findings), ["RUSTSEC-2021-0003 smallvec", "RUSTSEC-2099-0001 flate2"], "{findings:#?}");
+    assert_eq!(findings[0]["fixed"], "1.6.1");
+    assert_eq!(findings[0]["ecosystem"], "crates.io");
+}
+
+#[test]
+fn hostile_cargo_auditable_sections_are_warnings_naming_the_binary() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("root");
+    os_release(&root, "debian", "13");
+    let ok = br#"{"packages":[{"name":"a","version":"1.0.0","source":"crates.io"}]}"#;
+    write(&root.join("usr/bin/ok"), elf_with_section(".dep-v0", &zlib(ok)));
+    // A zip bomb: 256 MiB of spaces from about 256 KiB.
+    write(&root.join("usr/bin/bomb"), elf_with_section(".dep-v0", &zlib(&vec![b' '; 256 << 20])));
+    write(&root.join("usr/bin/notzlib"), elf_with_section(".dep-v0", b"plain bytes"));
+    write(&root.join("usr/bin/notjson"), elf_with_section(".dep-v0", &zlib(b"\xff{")));
+    // A section larger than what is read (4 MiB).
+    write(&root.join("usr/bin/huge"), elf_with_section(".dep-v0", &vec![0u8; (4 << 20) + 1]));
+    // A Go build information section that claims more than it holds.
+    let mut go = b"\xff Go buildinf:\x08\x02".to_vec();
+    go.resize(32, 0);
+    go.extend([0xff, 0xff, 0x03, b'g', b'o']);
+    write(&root.join("usr/bin/golie"), elf_with_section(".go.buildinfo", &go));
+    let out = aictl(&["sbom", "--rootfs", &root.to_string_lossy()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let found: Vec<String> = purls(&doc).iter().map(|l| l.split(' ').next().unwrap_or("").to_owned()).collect();
+    assert_eq!(found, ["pkg:cargo/a@1.0.0"]);
+    for (file, why) in [
+        ("bomb", "inflates to more than 8388608 bytes"),
+        ("notzlib", "cannot be inflated"),
+        ("notjson", "cargo-auditable dependency list"),
+        ("huge", "more than the 4194304 read"),
+        ("golie", "runs past"),
+    ] {
+        assert!(
+            err.lines().any(|l| l.contains(&format!("usr/bin/{file}: ")) && l.contains(why)),
+            "{file}: no warning saying {why:?}: {err}"
+        );
+    }
 }

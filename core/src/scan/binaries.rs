@@ -1,5 +1,6 @@
 //! Language packages compiled into executables: the modules a Go binary embeds
-//! ([`super::gobuild`]).
+//! ([`super::gobuild`]) and the crates a Rust binary built with `cargo auditable` lists
+//! ([`super::auditable`]).
 //!
 //! Where: the regular files directly in the image's top directory (`/app`, `/manager` of
 //! `FROM scratch` images) and every regular file up to [`SEARCH_DEPTH`] levels below the
@@ -13,10 +14,11 @@
 //! table and section names (at most [`elf::TABLE_MAX`] each, a few KiB in practice) and the one
 //! section that holds the metadata (at most [`SECTION_MAX`]); never the whole file.
 
+use super::auditable;
 use super::elf;
 use super::gobuild::{self, Parsed};
-use super::inventory::{Ecosystem, Inventory, Package};
 use super::rootfs::{Kind, RootFs};
+use crate::diag::Diagnostic;
 
 /// Where programs are installed, searched recursively.
 pub const SEARCH_DIRS: [&str; 13] = [
@@ -36,14 +38,42 @@ pub const SEARCH_DIRS: [&str; 13] = [
 ];
 /// How deep below a search directory files are looked at (`opt/VENDOR/PRODUCT/bin/x` is 3).
 pub const SEARCH_DEPTH: usize = 4;
-/// The most read of one metadata section (a Go binary's build information is a few KiB).
+/// The most read of one metadata section (a Go binary's build information and a compressed
+/// cargo-auditable list are a few KiB).
 pub const SECTION_MAX: u64 = 4 << 20;
 /// The most files opened in one search: past it the search stops with a warning.
 pub const SEARCH_MAX_FILES: usize = 1_000_000;
 
-/// Adds the packages of the executables the search finds (see the module's notes) to `inv`;
-/// a binary whose metadata cannot be read is a warning.
-pub fn inventory(root: &RootFs, inv: &mut Inventory) {
+/// The language whose packages a binary embeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lang {
+    /// Go modules (and `stdlib`, the standard library).
+    Go,
+    /// Crates from crates.io.
+    Cargo,
+}
+
+/// One package compiled into a binary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Embedded {
+    pub lang: Lang,
+    pub name: String,
+    pub version: String,
+    /// The binary, inside the image.
+    pub location: String,
+}
+
+/// What the search found: the packages, and a warning for each binary whose metadata cannot
+/// be read.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub packages: Vec<Embedded>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// The packages of the executables the search finds (see the module's notes).
+pub fn search(root: &RootFs) -> Found {
+    let mut inv = Found::default();
     let mut files = Vec::new();
     match root.list(".") {
         Ok(Some(entries)) => files.extend(entries.into_iter().filter(|(_, k)| *k == Kind::File).map(|(n, _)| n)),
@@ -83,14 +113,15 @@ pub fn inventory(root: &RootFs, inv: &mut Inventory) {
         files.truncate(SEARCH_MAX_FILES);
     }
     for rel in files {
-        if let Err(message) = binary(root, &rel, inv) {
+        if let Err(message) = binary(root, &rel, &mut inv) {
             inv.warnings.push(root.error(&rel, format!("{message}: its packages are not counted")));
         }
     }
+    inv
 }
 
 /// One file: nothing when it is not an ELF file or holds no metadata this reads.
-fn binary(root: &RootFs, rel: &str, inv: &mut Inventory) -> Result<(), String> {
+fn binary(root: &RootFs, rel: &str, inv: &mut Found) -> Result<(), String> {
     let file = match root.open_regular(rel) {
         Ok(Some(f)) => f,
         Ok(None) => return Ok(()),
@@ -112,24 +143,26 @@ fn binary(root: &RootFs, rel: &str, inv: &mut Inventory) -> Result<(), String> {
             None => {}
         }
     }
+    if let Some(s) = sections.iter().find(|s| s.name == ".dep-v0") {
+        let bytes = elf::read_section(&file, len, s, SECTION_MAX)?;
+        for c in auditable::parse(&bytes)? {
+            inv.packages.push(Embedded {
+                lang: Lang::Cargo,
+                name: c.name,
+                version: c.version,
+                location: rel.to_owned(),
+            });
+        }
+    }
     Ok(())
 }
 
 /// The Go packages of one binary: the standard library (as OSV's `stdlib`, at the
 /// toolchain's version), the main module when it has a version, and every dependency as linked
 /// (a replacement by a local directory has no version and is not counted).
-fn go_packages(rel: &str, info: &gobuild::BuildInfo, inv: &mut Inventory) {
+fn go_packages(rel: &str, info: &gobuild::BuildInfo, inv: &mut Found) {
     let mut push = |name: &str, version: String| {
-        inv.packages.push(Package {
-            ecosystem: Ecosystem::Go,
-            release: None,
-            name: name.to_owned(),
-            version,
-            source: None,
-            source_version: None,
-            arch: None,
-            location: rel.to_owned(),
-        })
+        inv.packages.push(Embedded { lang: Lang::Go, name: name.to_owned(), version, location: rel.to_owned() })
     };
     if let Some(v) = gobuild::toolchain_semver(&info.go_version) {
         push("stdlib", v);
