@@ -769,3 +769,102 @@ fn hostile_cargo_auditable_sections_are_warnings_naming_the_binary() {
         );
     }
 }
+
+fn rpm_bdb_fixture(name: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/fixtures/rpm-bdb/{name}"));
+    fs::read(&p).unwrap_or_else(|e| panic!("{}: {e} (tests/fixtures/rpm-bdb/make.sh makes it)", p.display()))
+}
+
+#[test]
+fn berkeley_db_rpm_databases_are_read_in_both_byte_orders_and_page_sizes() {
+    for variant in ["Packages-le", "Packages-be", "Packages-512"] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().join("root");
+        os_release(&root, "rhel", "8.6");
+        write(&root.join("var/lib/rpm/Packages"), rpm_bdb_fixture(variant));
+        let doc = sbom(&root);
+        let mut got: Vec<String> = doc["components"]
+            .as_array()
+            .expect("components")
+            .iter()
+            .map(|c| format!("{} {}", c["name"].as_str().unwrap_or(""), c["version"].as_str().unwrap_or("")))
+            .collect();
+        got.sort();
+        assert_eq!(got, ["bash 4.4.19-14.el8", "bigpkg 2.0-1.el8", "openssl-libs 1:1.1.1k-7.el8_6"], "{variant}");
+        // What rpm itself lists for the database the fixtures were made from.
+        let listed = String::from_utf8(rpm_bdb_fixture("packages.txt")).expect("UTF-8").replace("(none):", "");
+        assert_eq!(listed.lines().collect::<Vec<_>>(), got, "{variant}");
+        let adv = tmp.path().join("osv");
+        record(
+            &adv,
+            "RHSA-2022:0001",
+            "Red Hat:8",
+            "openssl-libs",
+            json!([{"introduced": "0"}, {"fixed": "1:1.1.1k-8.el8_6"}]),
+        );
+        record(&adv, "RHSA-2022:0002", "Red Hat:9", "openssl-libs", json!([{"introduced": "0"}]));
+        let findings = scan(&root, &adv);
+        assert_eq!(ids(&findings), ["RHSA-2022:0001 openssl-libs"], "{variant}");
+    }
+}
+
+#[test]
+fn hostile_berkeley_db_rpm_databases_fail_the_inventory_naming_the_file() {
+    let good = rpm_bdb_fixture("Packages-le");
+    let page = 4096;
+    let overflow_page = (1..good.len() / page).find(|&n| good[n * page + 25] == 7).expect("an overflow page");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated", good[..good.len() - 100].to_vec(), "pages of 4096 bytes"),
+        (
+            "loop",
+            {
+                let mut b = good.clone();
+                let at = overflow_page * page + 16;
+                b[at..at + 4].copy_from_slice(&(overflow_page as u32).to_le_bytes());
+                b
+            },
+            "overflow chain",
+        ),
+        (
+            "past the last page",
+            {
+                let mut b = good.clone();
+                let at = overflow_page * page + 16;
+                b[at..at + 4].copy_from_slice(&9999u32.to_le_bytes());
+                b
+            },
+            "out of range",
+        ),
+        (
+            "page size",
+            {
+                let mut b = good.clone();
+                b[20..24].copy_from_slice(&1000u32.to_le_bytes());
+                b
+            },
+            "page size of 1000",
+        ),
+        (
+            "a header cut inside",
+            {
+                let mut b = good.clone();
+                // The first header's value is inline or overflow: make the overflow chain's first
+                // page hold fewer bytes than the header says it has.
+                let at = overflow_page * page + 22;
+                b[at..at + 2].copy_from_slice(&1u16.to_le_bytes());
+                b
+            },
+            "cannot read the rpm database",
+        ),
+    ];
+    for (what, bytes, why) in cases {
+        let (_t, root) = hostile("var/lib/rpm/Packages", |p| write(p, &bytes));
+        let out = aictl(&["sbom", "--rootfs", &root.to_string_lossy()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("var/lib/rpm/Packages: ") && err.contains(why), "{what}: {err}");
+    }
+    let (_t, root) = hostile("usr/lib/sysimage/rpm/Packages.db", |p| write(p, "ndb"));
+    let out = aictl(&["sbom", "--rootfs", &root.to_string_lossy()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("Packages.db: is an rpm database in ndb format"), "{err}");
+}

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | dpkg | `var/lib/dpkg/status`, `var/lib/dpkg/status.d/*` (distroless) | unreadable, not UTF-8 where a field is used, a stanza without Package/Version |
 //! | apk | `lib/apk/db/installed` | the same |
-//! | rpm | `var/lib/rpm/rpmdb.sqlite`, `usr/lib/sysimage/rpm/rpmdb.sqlite` | unreadable or a bad header; a Berkeley DB or ndb database (not read) |
+//! | rpm | `var/lib/rpm/rpmdb.sqlite`, `usr/lib/sysimage/rpm/rpmdb.sqlite`, Berkeley DB `Packages` there | unreadable or a bad header; an ndb database (not read) |
 //! | Python | `*.dist-info/METADATA`, `*.egg-info[/PKG-INFO]` in `site-packages`/`dist-packages` | never: a bad one is a warning |
 //! | npm | `node_modules/[@scope/]NAME/package.json` | never: a bad one is a warning |
 //! | Go, crates.io | executables' Go build information, cargo-auditable's `.dep-v0` (see [`super::binaries`]) | never: a bad one is a warning |

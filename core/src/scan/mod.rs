@@ -14,7 +14,7 @@
 //! - [`inventory`]: dpkg, apk, rpm (SQLite database), Python, npm, Go and Rust packages of a root filesystem.
 //! - [`binaries`], [`elf`], [`gobuild`], [`auditable`]: Go modules and Rust crates embedded in
 //!   executables.
-//! - [`rpmdb`]: rpm's SQLite database and the package headers in it.
+//! - [`rpmdb`], [`bdb`]: rpm's SQLite and Berkeley DB databases and the package headers in them.
 //! - [`sbom`]: the inventory as CycloneDX 1.5 JSON, and back (a rescan reads the cached SBOM).
 //! - [`osv`]: OSV records indexed by ecosystem and package name; matching of an inventory.
 //! - [`external`]: findings from trivy's and grype's JSON output.
@@ -24,6 +24,7 @@
 //! it, block, or run without bound.
 
 pub mod auditable;
+pub mod bdb;
 pub mod binaries;
 pub mod elf;
 pub mod external;
