@@ -80,12 +80,15 @@ pub fn search(root: &RootFs) -> Found {
         Ok(None) => {}
         Err(d) => inv.warnings.push(d),
     }
-    for dir in SEARCH_DIRS {
+    'search: for dir in SEARCH_DIRS {
         if root.is_link(dir) {
             continue;
         }
         let mut stack = vec![(dir.to_owned(), 0usize)];
         while let Some((dir, depth)) = stack.pop() {
+            if files.len() > SEARCH_MAX_FILES {
+                break 'search;
+            }
             let entries = match root.list(&dir) {
                 Ok(Some(e)) => e,
                 Ok(None) => continue,
