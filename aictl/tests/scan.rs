@@ -528,6 +528,12 @@ fn sboms_are_valid_cyclonedx_1_5() {
     );
     write(&root.join("usr/lib/python3/dist-packages/Foo_Bar-1.0.dist-info/METADATA"), "Name: Foo_Bar\nVersion: 1.0\n");
     write(&root.join("srv/node_modules/@a/b/package.json"), r#"{"name": "@a/b", "version": "0.1.0"}"#);
+    write(&root.join("usr/bin/app"), go_fixture("amd64"));
+    let rust = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/binaries/rust-app-amd64");
+    write(&root.join("usr/bin/rust-app"), fs::read(rust).expect("fixture"));
+    let text = sbom(&root).to_string();
+    assert!(text.contains("pkg:golang/stdlib@1.19.8"), "the Go packages are in what is validated");
+    assert!(text.contains("pkg:cargo/flate2@1.0.28"), "the Rust packages are in what is validated");
     let good = tmp.path().join("good.json");
     fs::write(&good, serde_json::to_vec(&sbom(&root)).expect("json")).expect("write");
     // The validator must see errors: a document with a component of an unknown type.
@@ -538,4 +544,327 @@ fn sboms_are_valid_cyclonedx_1_5() {
     let errors = cyclonedx_errors(&[&good, &bad]);
     assert_eq!(errors[0], "[]", "aictl sbom's output is not valid CycloneDX 1.5");
     assert_ne!(errors[1], "[]", "the validator accepted a broken document");
+}
+
+/// The Go fixtures (tests/fixtures/binaries/make-go.sh says how they were made: real Go 1.19
+/// build information of one program for amd64, 386 and s390x).
+fn go_fixture(arch: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/fixtures/binaries/go-app-{arch}"));
+    fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn purls(doc: &Value) -> Vec<String> {
+    let mut out: Vec<String> = doc["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .map(|c| format!("{} {}", c["purl"].as_str().unwrap_or(""), c["properties"]))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn go_binaries_modules_are_found_with_replacements_and_matched() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("root");
+    os_release(&root, "debian", "13");
+    write(&root.join("usr/bin/app"), go_fixture("amd64"));
+    write(&root.join("app32"), go_fixture("386"));
+    write(&root.join("opt/vendor/bin/app-s390x"), go_fixture("s390x"));
+    // Not searched: a library directory, a link (the merged /usr's bin), a script.
+    write(&root.join("usr/lib/x/app"), go_fixture("amd64"));
+    symlink("usr/bin", root.join("bin")).expect("symlink");
+    write(&root.join("usr/bin/script"), "#!/bin/sh\n");
+    let doc = sbom(&root);
+    let p = purls(&doc);
+    let found: Vec<&str> = p.iter().map(|l| l.split(' ').next().unwrap_or("")).collect();
+    let mut want = Vec::new();
+    for _ in 0..3 {
+        want.extend([
+            "pkg:golang/example.com/fork@v1.2.3",
+            "pkg:golang/example.com/plain@v0.3.0",
+            "pkg:golang/stdlib@1.19.8",
+        ]);
+    }
+    want.sort();
+    assert_eq!(found, want, "{p:#?}");
+    for loc in ["usr/bin/app", "app32", "opt/vendor/bin/app-s390x"] {
+        assert!(p.iter().any(|l| l.contains(&format!("\"value\":\"{loc}\""))), "{loc} is not a location: {p:#?}");
+    }
+    assert!(p.iter().all(|l| l.contains("\"aicontainers:ecosystem\",\"value\":\"Go\"")), "{p:#?}");
+
+    let adv = tmp.path().join("osv");
+    record(&adv, "GO-2023-0001", "Go", "stdlib", json!([{"introduced": "0"}, {"fixed": "1.19.9"}]));
+    record(&adv, "GO-2023-0002", "Go", "example.com/fork", json!([{"introduced": "1.2.0"}, {"fixed": "1.2.4"}]));
+    // Replaced: the binary holds the fork's code, not this module's.
+    record(&adv, "GO-2023-0003", "Go", "example.com/old", json!([{"introduced": "0"}]));
+    record(&adv, "GO-2023-0004", "Go", "example.com/plain", json!([{"introduced": "0"}, {"fixed": "0.3.0"}]));
+    record(&adv, "GO-2023-0005", "Go", "stdlib", json!([{"introduced": "1.20.0"}, {"fixed": "1.20.4"}]));
+    let findings = scan(&root, &adv);
+    assert_eq!(ids(&findings), ["GO-2023-0001 stdlib", "GO-2023-0002 example.com/fork"], "{findings:#?}");
+    assert_eq!(findings[0]["installed"], "1.19.8");
+    assert_eq!(findings[0]["fixed"], "1.19.9");
+    assert_eq!(findings[1]["installed"], "v1.2.3");
+    assert_eq!(findings[1]["fixed"], "1.2.4");
+}
+
+#[test]
+fn hostile_binaries_are_warnings_or_nothing_never_reads_past_them() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("root");
+    os_release(&root, "debian", "13");
+    let good = go_fixture("amd64");
+    write(&root.join("usr/bin/good"), &good);
+    // Cut short in the middle of the section header table (at the end of the file).
+    write(&root.join("usr/bin/cut"), &good[..good.len() - 100]);
+    // Only an ELF magic, and a header whose section table lies past the end.
+    write(&root.join("usr/bin/magic"), b"\x7fELF");
+    let mut far = good[..64].to_vec();
+    far[0x28..0x30].copy_from_slice(&u64::MAX.to_le_bytes());
+    write(&root.join("usr/bin/far"), &far);
+    // A FIFO and a device named like programs: never opened for reading (a FIFO would block).
+    nix::unistd::mkfifo(&root.join("usr/bin/fifo"), nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    let dev = nix::sys::stat::makedev(1, 5);
+    if let Err(e) = nix::sys::stat::mknod(
+        &root.join("usr/bin/zero"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::S_IRUSR,
+        dev,
+    ) {
+        println!("no device node here ({e}): the device case is not tried");
+    }
+    // A link out of the image to a real Go binary on the host is not followed.
+    write(&tmp.path().join("host-app"), &good);
+    symlink(tmp.path().join("host-app"), root.join("usr/bin/outside")).expect("symlink");
+    let out = aictl(&["sbom", "--rootfs", &root.to_string_lossy()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let locations: Vec<String> = purls(&doc).iter().filter(|l| l.contains("stdlib")).cloned().collect();
+    assert_eq!(locations.len(), 1, "{locations:#?}");
+    assert!(locations[0].contains("usr/bin/good"), "{locations:#?}");
+    assert!(err.contains("usr/bin/cut: ") && err.contains("past the end"), "{err}");
+    assert!(err.contains("usr/bin/far: ") && err.contains("past"), "{err}");
+    assert!(!err.contains("usr/bin/magic"), "a 4-byte file is nothing, not a warning: {err}");
+    assert!(!err.contains("usr/bin/fifo") && !err.contains("usr/bin/zero"), "special files are skipped: {err}");
+}
+
+#[test]
+#[cfg_attr(not(have_registry), ignore = "needs /usr/bin/docker-registry (Debian's docker-registry, a Go program)")]
+fn a_real_go_program_from_debian_is_inventoried() {
+    // Debian builds it without module mode: its build information names only the toolchain.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("root");
+    os_release(&root, "debian", "12");
+    fs::create_dir_all(root.join("usr/bin")).expect("mkdir");
+    fs::copy("/usr/bin/docker-registry", root.join("usr/bin/docker-registry")).expect("copy");
+    let doc = sbom(&root);
+    let p = purls(&doc);
+    assert!(p.iter().any(|l| l.starts_with("pkg:golang/stdlib@1.")), "{p:#?}");
+}
+
+/// A minimal 64-bit little-endian ELF file with one section `name` holding `data`.
+fn elf_with_section(name: &str, data: &[u8]) -> Vec<u8> {
+    let names = format!("\0{name}\0.shstrtab\0");
+    let mut f = vec![0u8; 64];
+    f[..6].copy_from_slice(b"\x7fELF\x02\x01");
+    let data_off = f.len() as u64;
+    f.extend(data);
+    let names_off = f.len() as u64;
+    f.extend(names.as_bytes());
+    let shoff = f.len() as u64;
+    f[0x28..0x30].copy_from_slice(&shoff.to_le_bytes());
+    f[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+    f[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
+    f[0x3e..0x40].copy_from_slice(&2u16.to_le_bytes());
+    f.extend([0u8; 64]);
+    for (name_at, off, len) in
+        [(1u32, data_off, data.len() as u64), (2 + name.len() as u32, names_off, names.len() as u64)]
+    {
+        let mut e = [0u8; 64];
+        e[..4].copy_from_slice(&name_at.to_le_bytes());
+        e[4..8].copy_from_slice(&1u32.to_le_bytes());
+        e[0x18..0x20].copy_from_slice(&off.to_le_bytes());
+        e[0x20..0x28].copy_from_slice(&len.to_le_bytes());
+        f.extend(e);
+    }
+    f
+}
+
+fn zlib(data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(data).expect("compress");
+    z.finish().expect("compress")
+}
+
+#[test]
+fn cargo_auditable_binaries_crates_io_packages_are_found_and_matched() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("root");
+    os_release(&root, "debian", "13");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/binaries/rust-app-amd64");
+    write(&root.join("usr/local/bin/app"), fs::read(&p).expect("the fixture (tests/fixtures/binaries/make-rust.sh)"));
+    // The same list in a hand-made ELF file, to show the fixture's bytes are not special.
+    let json = br#"{"packages":[{"name":"smallvec","version":"1.6.0","source":"crates.io"}]}"#;
+    write(&root.join("app"), elf_with_section(".dep-v0", &zlib(json)));
+    let doc = sbom(&root);
+    let found: Vec<String> = purls(&doc).iter().map(|l| l.split(' ').next().unwrap_or("").to_owned()).collect();
+    // The build dependency (cc), the git one (smallvec 1.11.0) and the local root are not kept.
+    assert_eq!(
+        found,
+        [
+            "pkg:cargo/adler2@2.0.0",
+            "pkg:cargo/flate2@1.0.28",
+            "pkg:cargo/miniz_oxide@0.7.1",
+            "pkg:cargo/smallvec@1.6.0"
+        ]
+    );
+    let adv = tmp.path().join("osv");
+    record(&adv, "RUSTSEC-2021-0003", "crates.io", "smallvec", json!([{"introduced": "1.6.0"}, {"fixed": "1.6.1"}]));
+    record(&adv, "RUSTSEC-2099-0001", "crates.io", "flate2", json!([{"introduced": "0"}, {"fixed": "1.0.29"}]));
+    record(&adv, "RUSTSEC-2099-0002", "crates.io", "cc", json!([{"introduced": "0"}]));
+    record(&adv, "GHSA-0000-0000-0001", "Go", "flate2", json!([{"introduced": "0"}]));
+    let findings = scan(&root, &adv);
+    assert_eq!(ids(&findings), ["RUSTSEC-2021-0003 smallvec", "RUSTSEC-2099-0001 flate2"], "{findings:#?}");
+    assert_eq!(findings[0]["fixed"], "1.6.1");
+    assert_eq!(findings[0]["ecosystem"], "crates.io");
+}
+
+#[test]
+fn hostile_cargo_auditable_sections_are_warnings_naming_the_binary() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("root");
+    os_release(&root, "debian", "13");
+    let ok = br#"{"packages":[{"name":"a","version":"1.0.0","source":"crates.io"}]}"#;
+    write(&root.join("usr/bin/ok"), elf_with_section(".dep-v0", &zlib(ok)));
+    // A zip bomb: 256 MiB of spaces from about 256 KiB.
+    write(&root.join("usr/bin/bomb"), elf_with_section(".dep-v0", &zlib(&vec![b' '; 256 << 20])));
+    write(&root.join("usr/bin/notzlib"), elf_with_section(".dep-v0", b"plain bytes"));
+    write(&root.join("usr/bin/notjson"), elf_with_section(".dep-v0", &zlib(b"\xff{")));
+    // A section larger than what is read (4 MiB).
+    write(&root.join("usr/bin/huge"), elf_with_section(".dep-v0", &vec![0u8; (4 << 20) + 1]));
+    // A Go build information section that claims more than it holds.
+    let mut go = b"\xff Go buildinf:\x08\x02".to_vec();
+    go.resize(32, 0);
+    go.extend([0xff, 0xff, 0x03, b'g', b'o']);
+    write(&root.join("usr/bin/golie"), elf_with_section(".go.buildinfo", &go));
+    let out = aictl(&["sbom", "--rootfs", &root.to_string_lossy()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let found: Vec<String> = purls(&doc).iter().map(|l| l.split(' ').next().unwrap_or("").to_owned()).collect();
+    assert_eq!(found, ["pkg:cargo/a@1.0.0"]);
+    for (file, why) in [
+        ("bomb", "inflates to more than 8388608 bytes"),
+        ("notzlib", "cannot be inflated"),
+        ("notjson", "cargo-auditable dependency list"),
+        ("huge", "more than the 4194304 read"),
+        ("golie", "runs past"),
+    ] {
+        assert!(
+            err.lines().any(|l| l.contains(&format!("usr/bin/{file}: ")) && l.contains(why)),
+            "{file}: no warning saying {why:?}: {err}"
+        );
+    }
+}
+
+fn rpm_bdb_fixture(name: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/fixtures/rpm-bdb/{name}"));
+    fs::read(&p).unwrap_or_else(|e| panic!("{}: {e} (tests/fixtures/rpm-bdb/make.sh makes it)", p.display()))
+}
+
+#[test]
+fn berkeley_db_rpm_databases_are_read_in_both_byte_orders_and_page_sizes() {
+    for variant in ["Packages-le", "Packages-be", "Packages-512"] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().join("root");
+        os_release(&root, "rhel", "8.6");
+        write(&root.join("var/lib/rpm/Packages"), rpm_bdb_fixture(variant));
+        let doc = sbom(&root);
+        let mut got: Vec<String> = doc["components"]
+            .as_array()
+            .expect("components")
+            .iter()
+            .map(|c| format!("{} {}", c["name"].as_str().unwrap_or(""), c["version"].as_str().unwrap_or("")))
+            .collect();
+        got.sort();
+        assert_eq!(got, ["bash 4.4.19-14.el8", "bigpkg 2.0-1.el8", "openssl-libs 1:1.1.1k-7.el8_6"], "{variant}");
+        // What rpm itself lists for the database the fixtures were made from.
+        let listed = String::from_utf8(rpm_bdb_fixture("packages.txt")).expect("UTF-8").replace("(none):", "");
+        assert_eq!(listed.lines().collect::<Vec<_>>(), got, "{variant}");
+        let adv = tmp.path().join("osv");
+        record(
+            &adv,
+            "RHSA-2022:0001",
+            "Red Hat:8",
+            "openssl-libs",
+            json!([{"introduced": "0"}, {"fixed": "1:1.1.1k-8.el8_6"}]),
+        );
+        record(&adv, "RHSA-2022:0002", "Red Hat:9", "openssl-libs", json!([{"introduced": "0"}]));
+        let findings = scan(&root, &adv);
+        assert_eq!(ids(&findings), ["RHSA-2022:0001 openssl-libs"], "{variant}");
+    }
+}
+
+#[test]
+fn hostile_berkeley_db_rpm_databases_fail_the_inventory_naming_the_file() {
+    let good = rpm_bdb_fixture("Packages-le");
+    let page = 4096;
+    let overflow_page = (1..good.len() / page).find(|&n| good[n * page + 25] == 7).expect("an overflow page");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated", good[..good.len() - 100].to_vec(), "pages of 4096 bytes"),
+        (
+            "loop",
+            {
+                let mut b = good.clone();
+                let at = overflow_page * page + 16;
+                b[at..at + 4].copy_from_slice(&(overflow_page as u32).to_le_bytes());
+                b
+            },
+            "overflow chain",
+        ),
+        (
+            "past the last page",
+            {
+                let mut b = good.clone();
+                let at = overflow_page * page + 16;
+                b[at..at + 4].copy_from_slice(&9999u32.to_le_bytes());
+                b
+            },
+            "out of range",
+        ),
+        (
+            "page size",
+            {
+                let mut b = good.clone();
+                b[20..24].copy_from_slice(&1000u32.to_le_bytes());
+                b
+            },
+            "page size of 1000",
+        ),
+        (
+            "a header cut inside",
+            {
+                let mut b = good.clone();
+                // The first header's value is inline or overflow: make the overflow chain's first
+                // page hold fewer bytes than the header says it has.
+                let at = overflow_page * page + 22;
+                b[at..at + 2].copy_from_slice(&1u16.to_le_bytes());
+                b
+            },
+            "cannot read the rpm database",
+        ),
+    ];
+    for (what, bytes, why) in cases {
+        let (_t, root) = hostile("var/lib/rpm/Packages", |p| write(p, &bytes));
+        let out = aictl(&["sbom", "--rootfs", &root.to_string_lossy()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("var/lib/rpm/Packages: ") && err.contains(why), "{what}: {err}");
+    }
+    let (_t, root) = hostile("usr/lib/sysimage/rpm/Packages.db", |p| write(p, "ndb"));
+    let out = aictl(&["sbom", "--rootfs", &root.to_string_lossy()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("Packages.db: is an rpm database in ndb format"), "{err}");
 }

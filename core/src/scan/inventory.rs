@@ -1,13 +1,15 @@
 //! What an unpacked image holds: its distribution's packages (dpkg, apk, rpm) and the
-//! language packages that are cheap to find (Python distributions, npm packages).
+//! language packages that are cheap to find (Python distributions, npm packages, the modules
+//! Go binaries embed, the crates `cargo auditable` lists in Rust binaries).
 //!
 //! | source | where | fails the inventory when |
 //! |---|---|---|
 //! | dpkg | `var/lib/dpkg/status`, `var/lib/dpkg/status.d/*` (distroless) | unreadable, not UTF-8 where a field is used, a stanza without Package/Version |
 //! | apk | `lib/apk/db/installed` | the same |
-//! | rpm | `var/lib/rpm/rpmdb.sqlite`, `usr/lib/sysimage/rpm/rpmdb.sqlite` | unreadable or a bad header; a Berkeley DB or ndb database (not read) |
+//! | rpm | `var/lib/rpm/rpmdb.sqlite`, `usr/lib/sysimage/rpm/rpmdb.sqlite`, Berkeley DB `Packages` there | unreadable or a bad header; an ndb database (not read) |
 //! | Python | `*.dist-info/METADATA`, `*.egg-info[/PKG-INFO]` in `site-packages`/`dist-packages` | never: a bad one is a warning |
 //! | npm | `node_modules/[@scope/]NAME/package.json` | never: a bad one is a warning |
+//! | Go, crates.io | executables' Go build information, cargo-auditable's `.dep-v0` (see [`super::binaries`]) | never: a bad one is a warning |
 //!
 //! A distribution database that cannot be read fails the whole inventory rather than yield a
 //! partial one that would look clean. The walk for language packages follows no links, skips
@@ -176,6 +178,21 @@ pub fn inventory(root: &RootFs) -> Result<Inventory, Diagnostic> {
         });
     }
     walk(root, &mut inv);
+    let found = super::binaries::search(root);
+    inv.warnings.extend(found.warnings);
+    inv.packages.extend(found.packages.into_iter().map(|e| Package {
+        ecosystem: match e.lang {
+            super::binaries::Lang::Go => Ecosystem::Go,
+            super::binaries::Lang::Cargo => Ecosystem::CratesIo,
+        },
+        release: None,
+        name: e.name,
+        version: e.version,
+        source: None,
+        source_version: None,
+        arch: None,
+        location: e.location,
+    }));
     inv.packages.sort();
     inv.packages.dedup();
     Ok(inv)

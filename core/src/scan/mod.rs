@@ -11,8 +11,10 @@
 //!   against its own tool in the tests.
 //! - [`rootfs`]: every read of an image's files goes through one directory handle with
 //!   `openat2(RESOLVE_IN_ROOT)`: a link in the image resolves inside the image, never on the host.
-//! - [`inventory`]: dpkg, apk, rpm (SQLite database), Python and npm packages of a root filesystem.
-//! - [`rpmdb`]: rpm's SQLite database and the package headers in it.
+//! - [`inventory`]: dpkg, apk, rpm (SQLite database), Python, npm, Go and Rust packages of a root filesystem.
+//! - [`binaries`], [`elf`], [`gobuild`], [`auditable`]: Go modules and Rust crates embedded in
+//!   executables.
+//! - [`rpmdb`], [`bdb`]: rpm's SQLite and Berkeley DB databases and the package headers in them.
 //! - [`sbom`]: the inventory as CycloneDX 1.5 JSON, and back (a rescan reads the cached SBOM).
 //! - [`osv`]: OSV records indexed by ecosystem and package name; matching of an inventory.
 //! - [`external`]: findings from trivy's and grype's JSON output.
@@ -21,8 +23,13 @@
 //! nothing in an image (names, links, special files, sizes, bytes) can make a scan read outside
 //! it, block, or run without bound.
 
+pub mod auditable;
+pub mod bdb;
+pub mod binaries;
+pub mod elf;
 pub mod external;
 pub mod gate;
+pub mod gobuild;
 pub mod inventory;
 pub mod osv;
 pub mod policy;

@@ -97,6 +97,15 @@ impl RootFs {
         Ok(Some(file))
     }
 
+    /// Whether `rel` itself is a symbolic link (not followed): a search that starts at `bin`
+    /// skips it where it is a link to `usr/bin`, which it walks anyway.
+    pub fn is_link(&self, rel: &str) -> bool {
+        openat2(self.dir.as_fd(), rel, how(OFlag::O_PATH | OFlag::O_NOFOLLOW))
+            .ok()
+            .and_then(|fd| File::from(fd).metadata().ok())
+            .is_some_and(|m| m.file_type().is_symlink())
+    }
+
     /// The entries of directory `rel` (sorted by name), or `Ok(None)` when there is none.
     pub fn list(&self, rel: &str) -> Result<Option<Vec<(String, Kind)>>, Diagnostic> {
         let fd = match openat2(self.dir.as_fd(), rel, how(OFlag::O_RDONLY | OFlag::O_DIRECTORY)) {

@@ -1,13 +1,14 @@
 //! The rpm database in its SQLite form (rpm 4.16 and later: Fedora 33+, RHEL/Rocky/Alma 9+):
-//! table `Packages (hnum, blob)`, each blob one package's header.
+//! table `Packages (hnum, blob)`, each blob one package's header; and in its Berkeley DB form.
 //!
 //! A header (rpm's `headerImport` layout, without the 8-byte magic) is two big-endian `u32`
 //! counts, `il` index entries and `dl` bytes of data, then `il` entries of
 //! `(tag, type, offset, count)` and the data they point into. Every offset is checked against
 //! the data's length before it is used: a blob is untrusted bytes.
 //!
-//! Berkeley DB (`Packages`, RHEL 7 and 8) and ndb (`Packages.db`, SUSE) databases are not read:
-//! an image with one fails the inventory, naming the file, rather than look empty.
+//! The Berkeley DB form (`Packages`, RHEL/CentOS 7 and 8) holds the same headers as the values
+//! of a hash database ([`super::bdb`]). The ndb form (`Packages.db`, SUSE) is not read: an image
+//! with one fails the inventory, naming the file, rather than look empty.
 
 use std::os::fd::AsRawFd as _;
 
@@ -17,12 +18,10 @@ use super::rootfs::RootFs;
 use crate::diag::Diagnostic;
 
 const SQLITE_DBS: [&str; 2] = ["usr/lib/sysimage/rpm/rpmdb.sqlite", "var/lib/rpm/rpmdb.sqlite"];
-const OTHER_DBS: [&str; 4] = [
-    "var/lib/rpm/Packages",
-    "usr/lib/sysimage/rpm/Packages",
-    "var/lib/rpm/Packages.db",
-    "usr/lib/sysimage/rpm/Packages.db",
-];
+const BDB_DBS: [&str; 2] = ["var/lib/rpm/Packages", "usr/lib/sysimage/rpm/Packages"];
+const NDB_DBS: [&str; 2] = ["var/lib/rpm/Packages.db", "usr/lib/sysimage/rpm/Packages.db"];
+/// The most read of a Berkeley DB database, as of every package database (`inventory::DB_MAX`).
+const BDB_MAX: u64 = 256 << 20;
 
 const TAG_NAME: u32 = 1000;
 const TAG_VERSION: u32 = 1001;
@@ -132,11 +131,16 @@ pub fn installed(root: &RootFs) -> Result<Vec<Installed>, Diagnostic> {
         }
     }
     let Some((rel, file)) = found else {
-        for rel in OTHER_DBS {
+        for rel in BDB_DBS {
+            if let Some(bytes) = root.read(rel, BDB_MAX)? {
+                return berkeley(root, rel, &bytes);
+            }
+        }
+        for rel in NDB_DBS {
             if root.open_regular(rel)?.is_some() {
                 return Err(root.error(
                     rel,
-                    "is an rpm database in Berkeley DB or ndb format, which is not read (only rpmdb.sqlite): refused rather than report no packages",
+                    "is an rpm database in ndb format, which is not read (only rpmdb.sqlite and Berkeley DB Packages): refused rather than report no packages",
                 ));
             }
         }
@@ -155,16 +159,37 @@ pub fn installed(root: &RootFs) -> Result<Vec<Installed>, Diagnostic> {
         let hnum: i64 = row.get(0).map_err(sql_err)?;
         let blob: Vec<u8> = row.get(1).map_err(sql_err)?;
         let h = parse_header(&blob).map_err(|e| root.error(rel, format!("package header {hnum}: {e}")))?;
-        // Imported signing keys are headers too, not packages.
-        if h.name == "gpg-pubkey" {
+        out.extend(package(h, rel));
+    }
+    Ok(out)
+}
+
+/// What an inventory keeps of a header; `None` for an imported signing key (a header too, not
+/// a package).
+fn package(h: Header, rel: &'static str) -> Option<Installed> {
+    if h.name == "gpg-pubkey" {
+        return None;
+    }
+    let evr = match h.epoch {
+        Some(e) => format!("{e}:{}-{}", h.version, h.release),
+        None => format!("{}-{}", h.version, h.release),
+    };
+    let source = h.source_rpm.as_deref().and_then(source_name).filter(|s| *s != h.name).map(str::to_owned);
+    Some(Installed { name: h.name, evr, arch: h.arch, source, location: rel })
+}
+
+/// The packages of a Berkeley DB `Packages` database: each value is a header, its key the
+/// header's number (key 0, all zero bytes, holds rpm's next number, not a header).
+fn berkeley(root: &RootFs, rel: &'static str, bytes: &[u8]) -> Result<Vec<Installed>, Diagnostic> {
+    let pairs = super::bdb::pairs(bytes).map_err(|e| root.error(rel, format!("cannot read the rpm database: {e}")))?;
+    let mut out = Vec::new();
+    for (key, value) in pairs {
+        if key.iter().all(|&b| b == 0) {
             continue;
         }
-        let evr = match h.epoch {
-            Some(e) => format!("{e}:{}-{}", h.version, h.release),
-            None => format!("{}-{}", h.version, h.release),
-        };
-        let source = h.source_rpm.as_deref().and_then(source_name).filter(|s| *s != h.name).map(str::to_owned);
-        out.push(Installed { name: h.name, evr, arch: h.arch, source, location: rel });
+        let number = key.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let h = parse_header(&value).map_err(|e| root.error(rel, format!("package header (key {number}): {e}")))?;
+        out.extend(package(h, rel));
     }
     Ok(out)
 }
