@@ -7,7 +7,7 @@
 //!   (rewritten in place: the container has it bind-mounted) and its allow record change with
 //!   them. A lookup that fails keeps the addresses the service has, and is tried again after
 //!   [`RETRY`].
-//! - **Tables**: `nft monitor` reports every table or chain deleted; when one of ours goes
+//! - **Tables**: `nft monitor` reports every table deleted; when one of ours goes
 //!   (`nft flush ruleset`, `nft delete table inet aicontainers`), the base tables and every
 //!   running service's sets, chain and cgroup entries are applied again at once.
 //!
@@ -42,13 +42,13 @@ const RESCAN: Duration = Duration::from_secs(5);
 
 /// What the monitor thread reports.
 enum Event {
-    /// A table or chain of ours was deleted (the monitor's line).
+    /// A table of ours was deleted (the monitor's line).
     Deleted(String),
     /// `nft monitor` ended (its reason).
     MonitorGone(String),
 }
 
-/// Whether a line of `nft monitor` reports one of our tables or chains deleted.
+/// Whether a line of `nft monitor` reports one of our tables (or chains) deleted.
 pub fn deletes_ours(line: &str) -> bool {
     let mut w = line.split_whitespace();
     let (verb, kind, family, table) = (w.next(), w.next(), w.next(), w.next());
@@ -58,9 +58,11 @@ pub fn deletes_ours(line: &str) -> bool {
         && table.is_some_and(|t| t == nft::TABLE || t == nft::GUARD_TABLE)
 }
 
-/// Follows `nft monitor destroy` (every deletion, printed `delete KIND ...`) and reports ours.
+/// Follows `nft monitor tables` (a deleted table is printed `delete table FAMILY NAME`, also
+/// for each table `nft flush ruleset` removes) and reports ours. Its stderr is dropped: nft
+/// warns there about every set it cannot cache, which says nothing about tables.
 fn monitor(tx: mpsc::Sender<Event>) {
-    let child = Command::new(NFT).args(["monitor", "destroy"]).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn();
+    let child = Command::new(NFT).args(["monitor", "tables"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn();
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {
