@@ -198,6 +198,10 @@ if [ "$PHASE" = first-boot ]; then
 
     section "sandbox: the keeper follows a name whose address changes"
     check "the sandbox keeper (aicontainers-sandbox.service) runs, wanted by $SB" systemctl is-active --quiet aicontainers-sandbox
+    check "aicontainers-sandbox.service: systemd-analyze verify is clean" \
+        sh -c "systemd-analyze verify --man=no aicontainers-sandbox.service 2>&1 | tee /dev/stderr | grep -q . && exit 1 || exit 0"
+    check "aicontainers-sandbox.service: systemd-analyze security rates it OK or better" \
+        sh -c "systemd-analyze security --no-pager aicontainers-sandbox.service | tail -1 | tee /dev/stderr | grep -Eq ' (SAFE|OK) '"
     check "moving.sbx.test:80 (DNS: 10.9.0.3, TTL 2 s) answers from inside" sb_get http://moving.sbx.test/
     echo 10.9.0.4 > /tmp/sbx-dns.addr
     check "after the DNS answer changes to 10.9.0.4: the container's /etc/hosts follows (rewritten in place)" \
