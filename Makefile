@@ -62,6 +62,8 @@ install: build
 	chmod 644 $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-preflight.service
 	sed 's|@BINDIR@|$(BINDIR)|g' units/aicontainers-scan.service.in > $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-scan.service
 	chmod 644 $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-scan.service
+	sed 's|@BINDIR@|$(BINDIR)|g' units/aicontainers-scan@.service.in > $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-scan@.service
+	chmod 644 $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-scan@.service
 	install -m644 units/aicontainers-scan.timer $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-scan.timer
 	sed 's|@BINDIR@|$(BINDIR)|g' units/aicontainers-sandbox.service.in > $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-sandbox.service
 	chmod 644 $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-sandbox.service
@@ -71,7 +73,7 @@ install: build
 	install -Dm644 agent/data/org.aicontainers.policy $(DESTDIR)$(POLKITDIR)/actions/org.aicontainers.policy
 	install -Dm644 agent/data/50-aicontainers.rules $(DESTDIR)$(POLKITDIR)/rules.d/50-aicontainers.rules
 	install -Dm644 -t $(DESTDIR)$(DBUSIFACEDIR) agent/interfaces/org.aicontainers.Manager1.xml agent/interfaces/org.aicontainers.Service1.xml \
-	  agent/interfaces/org.aicontainers.Models1.xml agent/interfaces/org.aicontainers.Job1.xml
+	  agent/interfaces/org.aicontainers.Models1.xml agent/interfaces/org.aicontainers.Job1.xml agent/interfaces/org.aicontainers.Image1.xml
 	install -Dm644 man/aicontainersd.8 $(DESTDIR)$(MANDIR)/man8/aicontainersd.8
 	install -dm755 $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
 	$(RELEASE)/aictl completions bash > $(DESTDIR)$(BASHCOMPDIR)/aictl
@@ -87,6 +89,7 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBEXECDIR)/aicontainersd $(DESTDIR)$(SYSTEMUNITDIR)/aicontainersd.service $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-preflight.service \
 	      $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-scan.service $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-scan.timer \
 	      $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-sandbox.service \
+	      $(DESTDIR)$(SYSTEMUNITDIR)/aicontainers-scan@.service $(DESTDIR)$(DBUSIFACEDIR)/org.aicontainers.Image1.xml \
 	      $(DESTDIR)$(SYSUSERSDIR)/aicontainers.conf $(DESTDIR)$(PRESETDIR)/50-aicontainers.preset \
 	      $(DESTDIR)$(DBUSSYSTEMDIR)/org.aicontainers.Agent1.conf \
 	      $(DESTDIR)$(POLKITDIR)/actions/org.aicontainers.policy $(DESTDIR)$(POLKITDIR)/rules.d/50-aicontainers.rules \

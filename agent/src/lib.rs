@@ -10,15 +10,17 @@
 //! | `/org/aicontainers/Agent1/service/<name>` | `org.aicontainers.Service1` |
 //! | `/org/aicontainers/Agent1/models`         | `org.aicontainers.Models1`  |
 //! | `/org/aicontainers/Agent1/job/<n>`        | `org.aicontainers.Job1`     |
+//! | `/org/aicontainers/Agent1/image/sha256_<hex>` | `org.aicontainers.Image1` |
 //!
 //! Later kinds of objects get their own subtree and interface in the same scheme
-//! (`.../preflight`, `.../scan/<id>`, `.../sandbox/<id>`; long work as `Job1` objects): see
+//! (`.../preflight`, `.../sandbox/<id>`; long work as `Job1` objects): see
 //! `docs/agent.md`.
 
 pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod errors;
+pub mod image;
 pub mod logging;
 pub mod manager;
 pub mod models;

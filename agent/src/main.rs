@@ -90,11 +90,16 @@ async fn run(cli: Cli) -> Result<(), String> {
     let _preflight = agent.clone().follow_preflight().map_err(|e| log::warn!("{e}")).ok();
     // Likewise: without inotify, rescans come from the timer only.
     let _scans = agent.clone().follow_scans().map_err(|e| log::warn!("{e}")).ok();
+    // A scan of a service's image when it starts on an image ID not scanned yet.
+    let _starts = agent.clone().follow_starts();
     let server = conn.object_server();
     server.at(ROOT_PATH, ManagerObject { agent: agent.clone() }).await.map_err(|e| e.to_string())?;
     server.at(ROOT_PATH, ObjectManager).await.map_err(|e| e.to_string())?;
     let models = Arc::new(Models::new(conn.clone(), Host { root: cli.root.clone() }, cli.models_limit_rate));
     server.at(MODELS_PATH, ModelsObject { models }).await.map_err(|e| e.to_string())?;
+    // The scanned images (before the name is owned: they are there when clients come); without
+    // inotify, they are as of the agent's start.
+    let _images = agent.images.clone().follow().await.map_err(|e| log::warn!("{e}")).ok();
 
     let reply = conn.request_name_with_flags(BUS_NAME, RequestNameFlags::DoNotQueue.into()).await.map_err(|e| {
         format!(

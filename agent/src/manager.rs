@@ -19,6 +19,7 @@ use zbus::{interface, Connection};
 
 use crate::auth;
 use crate::errors::Error;
+use crate::image::Images;
 use crate::names::{service_path, ACTION_MANAGE_SERVICES, MANAGER_INTERFACE, ROOT_PATH};
 use crate::preflight;
 use crate::scan;
@@ -58,6 +59,8 @@ pub struct Agent {
     problems: Mutex<Vec<String>>,
     /// Set by every daemon-reload; the rescan loop takes it (several reloads, one rescan).
     reloaded: tokio::sync::Notify,
+    /// The scanned images on the bus.
+    pub images: Arc<Images>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -71,6 +74,7 @@ pub use crate::units::unit_path;
 impl Agent {
     pub fn new(ctx: Arc<Context>, host: Host) -> Self {
         Agent {
+            images: Arc::new(Images::new(ctx.conn.clone(), &host.root)),
             ctx,
             host,
             services: tokio::sync::Mutex::new(BTreeMap::new()),
@@ -335,6 +339,37 @@ impl Agent {
         }))
     }
 
+    /// Scans a service's image when its unit becomes active (see [`scan::started`]): after each
+    /// burst of starts, `aicontainers-scan@NAME.service` for every service among them, without
+    /// waiting for it. That scan only asks podman for the image ID unless the ID is new.
+    pub fn follow_starts(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        self.ctx.units.on_start(tx);
+        tokio::spawn(async move {
+            while let Some(units) = scan::started(&mut rx).await {
+                let services = self.services.lock().await;
+                let names: Vec<String> = units
+                    .iter()
+                    .filter_map(|u| u.strip_suffix(".service"))
+                    .filter(|n| services.get(*n).is_some_and(|i| i.problems.is_empty()))
+                    .map(str::to_owned)
+                    .collect();
+                drop(services);
+                for name in names {
+                    let Some(unit) = scan::instance_unit(&name) else { continue };
+                    log::info!(service = name.as_str(); "{name} started; {unit} scans its image if the image ID is new");
+                    let started = {
+                        let _permit = self.ctx.units.calls.acquire().await;
+                        self.ctx.systemd.start_unit(&unit, "replace").await
+                    };
+                    if let Err(e) = started {
+                        log::warn!(service = name.as_str(); "cannot start {unit}: {}", systemd::describe(&e));
+                    }
+                }
+            }
+        })
+    }
+
     /// Rescans after every daemon-reload systemd finishes (whoever asked for it). Reloads that
     /// come while a rescan runs make one more rescan, not one each, and the signal stream is
     /// drained at once (a full stream would hold up the connection the rescan reads through).
@@ -370,6 +405,7 @@ impl Agent {
 pub trait Manager1 {
     fn list_services(&self) -> zbus::Result<Vec<(String, OwnedObjectPath)>>;
     fn get_service(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    fn list_images(&self) -> zbus::Result<Vec<(String, OwnedObjectPath)>>;
     /// Lets polkit ask for a password where an authentication agent runs.
     #[zbus(allow_interactive_auth)]
     fn reload(&self) -> zbus::Result<()>;
@@ -407,6 +443,12 @@ impl ManagerObject {
     #[zbus(out_args("services"))]
     async fn list_services(&self) -> Vec<(String, OwnedObjectPath)> {
         self.agent.list().await
+    }
+
+    /// Every scanned image: its image ID (sha256:HEX) and object path (org.aicontainers.Image1).
+    #[zbus(out_args("images"))]
+    async fn list_images(&self) -> Vec<(String, OwnedObjectPath)> {
+        self.agent.images.list().await
     }
 
     /// The object path of the service NAME; org.aicontainers.Error.NotFound when there is none.

@@ -10,6 +10,7 @@
 //! watch is set up, and again after each burst, so a directory a refresh adds is watched from
 //! the next change on (the change that made it starts a scan already).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use aicontainers::scan::policy::{Policy, ADVISORIES_DIR, POLICY_PATH};
@@ -18,6 +19,28 @@ use crate::preflight::Event;
 
 /// The unit that scans every service and records its verdict.
 pub const SCAN_UNIT: &str = "aicontainers-scan.service";
+
+/// How long a burst of unit starts may last before their scans are started together.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// The unit that scans service `name` when its image ID is new: `aicontainers-scan@NAME.service`
+/// (a service name is a valid unit instance as it is: letters, digits, `-`, `_`, `.`); `None`
+/// for anything that is not a service name.
+pub fn instance_unit(name: &str) -> Option<String> {
+    aicontainers::spec::check_service_name(name).ok()?;
+    Some(format!("aicontainers-scan@{name}.service"))
+}
+
+/// Waits for the next unit that became active, then takes every one of the burst that follows
+/// (until [`SETTLE`] passes without one); returns them once each, or `None` when the sender is
+/// gone.
+pub async fn started(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> Option<BTreeSet<String>> {
+    let mut units = BTreeSet::from([rx.recv().await?]);
+    while let Ok(Some(unit)) = tokio::time::timeout(SETTLE, rx.recv()).await {
+        units.insert(unit);
+    }
+    Some(units)
+}
 
 /// The most directories watched below the advisory directory (OSV exports hold a few dozen).
 const MAX_DIRS: usize = 4096;
@@ -61,6 +84,14 @@ pub fn watched_dirs(root: &Path) -> Vec<(PathBuf, Event)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_service_names_make_scan_units() {
+        assert_eq!(instance_unit("llama-3.1_8b").as_deref(), Some("aicontainers-scan@llama-3.1_8b.service"));
+        for hostile in ["", "../x", "a b", "a/b", "-a", "a@b", "a\nb", "x.service;rm"] {
+            assert_eq!(instance_unit(hostile), None, "{hostile:?}");
+        }
+    }
 
     #[test]
     fn the_policy_names_the_advisories_and_subdirectories_are_watched() {

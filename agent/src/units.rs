@@ -138,6 +138,8 @@ pub struct Units {
     watched: Mutex<HashMap<String, Watched>>,
     /// Permits for calls to systemd (see [`SYSTEMD_CALLS`]).
     pub calls: Arc<tokio::sync::Semaphore>,
+    /// Where the name of each followed unit that becomes active goes ([`Units::on_start`]).
+    starts: Mutex<Option<tokio::sync::mpsc::UnboundedSender<String>>>,
 }
 
 impl std::fmt::Debug for Units {
@@ -165,6 +167,7 @@ impl Units {
             conn,
             watched: Mutex::new(HashMap::new()),
             calls: Arc::new(tokio::sync::Semaphore::new(SYSTEMD_CALLS)),
+            starts: Mutex::new(None),
         })
     }
 
@@ -182,6 +185,12 @@ impl Units {
         if let Some(w) = self.watched().get_mut(unit_path) {
             w.object = Some(object.to_owned());
         }
+    }
+
+    /// From now on, the name of each followed unit that becomes active ([`began_a_run`]) is sent
+    /// to `tx` (without waiting: the signal loop must not).
+    pub fn on_start(&self, tx: tokio::sync::mpsc::UnboundedSender<String>) {
+        *self.starts.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
     }
 
     /// The ActiveState of the unit at `unit_path`, when it is followed.
@@ -213,8 +222,16 @@ impl Units {
         };
         let before = live.lock().unwrap_or_else(PoisonError::into_inner).state.clone();
         let changed = apply(&live, change, serial);
-        if ended_a_run(&before, &live.lock().unwrap_or_else(PoisonError::into_inner).state) {
+        let after = live.lock().unwrap_or_else(PoisonError::into_inner).state.clone();
+        if ended_a_run(&before, &after) {
             self.count_oom_stop(unit_path, live.clone());
+        }
+        if began_a_run(&before, &after) {
+            if let (Some(tx), Some(unit)) =
+                (self.starts.lock().unwrap_or_else(PoisonError::into_inner).as_ref(), unit_name_of(unit_path))
+            {
+                let _ = tx.send(unit);
+            }
         }
         if let Some(object) = object {
             if let Err(e) = emit(&self.conn, &object, &changed).await {
@@ -415,6 +432,13 @@ pub fn ended_a_run(before: &UnitState, after: &UnitState) -> bool {
     before.active != "unknown" && !ended(before) && ended(after)
 }
 
+/// Whether the change from `before` to `after` starts a run of the unit: it became active from
+/// anything but active or reloading. The first reading (from `unknown`) starts nothing the
+/// agent saw.
+pub fn began_a_run(before: &UnitState, after: &UnitState) -> bool {
+    after.active == "active" && !["unknown", "active", "reloading"].contains(&before.active.as_str())
+}
+
 /// The unit name for systemd's unit object path (the inverse of its escaping), if it is one.
 pub fn unit_name_of(path: &str) -> Option<String> {
     let element = path.strip_prefix(UNIT_PATH_NAMESPACE)?.strip_prefix('/')?;
@@ -443,6 +467,23 @@ mod tests {
         assert!(apply(&live, change("inactive"), 10).is_empty());
         // Only what changed is reported.
         assert!(apply(&live, change("active"), 12).is_empty());
+    }
+
+    #[test]
+    fn runs_begin_when_a_unit_becomes_active() {
+        let state = |active: &str| UnitState { active: active.into(), sub: String::new(), load: "loaded".into() };
+        for (before, after, began) in [
+            ("activating", "active", true),
+            ("inactive", "active", true),
+            ("failed", "active", true),
+            ("unknown", "active", false),
+            ("active", "active", false),
+            ("reloading", "active", false),
+            ("inactive", "activating", false),
+            ("active", "deactivating", false),
+        ] {
+            assert_eq!(began_a_run(&state(before), &state(after)), began, "{before} -> {after}");
+        }
     }
 
     #[test]

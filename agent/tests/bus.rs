@@ -239,7 +239,13 @@ async fn polkit_decides_for_everyone_but_root() {
     let rig = Rig::start(Polkit::Answers(true)).await;
     let got = rig.dbus_send(true, &service_path("web"), "org.aicontainers.Service1.Start", &[]).await;
     assert!(got.status.success(), "{}", said(&got));
-    assert_eq!(rig.calls.lock().unwrap().last().cloned(), Some(("StartUnit".into(), "web.service".into())));
+    assert_eq!(calls_but_scans(&rig).last().cloned(), Some(("StartUnit".into(), "web.service".into())));
+}
+
+/// What systemd was asked, but the image scans the agent starts on its own when a service
+/// becomes active (`aicontainers-scan@NAME.service`).
+fn calls_but_scans(rig: &Rig) -> Vec<(String, String)> {
+    rig.calls.lock().unwrap().iter().filter(|(_, u)| !u.starts_with("aicontainers-scan@")).cloned().collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -260,7 +266,7 @@ async fn root_starts_stops_and_the_state_follows_systemd() {
     call_service(&rig, "web", "Restart").await.unwrap();
     call_service(&rig, "web", "Stop").await.unwrap();
     wait_state(&mut changes, "inactive").await;
-    let calls: Vec<_> = rig.calls.lock().unwrap().iter().skip(1).cloned().collect();
+    let calls: Vec<_> = calls_but_scans(&rig).into_iter().skip(1).collect();
     assert_eq!(
         calls,
         vec![
@@ -339,7 +345,19 @@ async fn only_root_may_own_the_name() {
 #[tokio::test(flavor = "multi_thread")]
 async fn introspection_matches_the_installed_xml() {
     need_root!();
-    let rig = Rig::start(Polkit::Absent).await;
+    let mut rig = Rig::without_agent(Polkit::Absent).await;
+    // An image to look at: a scan verdict of web.
+    let image_id = format!("sha256:{}", "c".repeat(64));
+    let verdict = aicontainers::scan::record::Verdict {
+        service: "web".into(),
+        image: "localhost/web:1".into(),
+        digest: image_id.clone(),
+        scanned_at: 1,
+        findings: Vec::new(),
+    };
+    let store = aicontainers::scan::record::Store { dir: rig.root.join("var/lib/aicontainers/scan") };
+    store.write_verdict(&verdict).unwrap();
+    rig.start_agent().await;
     // A job to look at: root pulls a file of this host.
     let file = rig.dir.path().join("weights.bin");
     std::fs::write(&file, b"weights").unwrap();
@@ -350,6 +368,7 @@ async fn introspection_matches_the_installed_xml() {
         (service_path("web"), SERVICE_INTERFACE),
         (MODELS_PATH.to_owned(), MODELS_INTERFACE),
         (job.to_string(), JOB_INTERFACE),
+        (aicontainers_agent::image::image_path(&image_id).unwrap(), aicontainers_agent::image::IMAGE_INTERFACE),
     ] {
         let proxy = zbus::fdo::IntrospectableProxy::builder(&rig.client)
             .destination(BUS_NAME)

@@ -43,6 +43,10 @@ pub struct ScanArgs {
     /// "severity"}]}` (stable; `fixed` is null when no fix exists).
     #[arg(long)]
     json: bool,
+    /// Scan only the named services whose image ID is not the one of their last verdict (or
+    /// that have none): what the agent runs when a service starts. Needs NAMEs.
+    #[arg(long, requires = "names")]
+    new_image: bool,
 }
 
 #[derive(Args, Debug)]
@@ -80,7 +84,7 @@ fn read_json(path: &Path) -> Result<serde_json::Value, String> {
 
 pub fn scan(args: ScanArgs) -> Result<ExitCode, String> {
     if args.rootfs.is_none() && args.sbom.is_none() && args.report.is_none() {
-        return crate::service_scan::scan(&args.names, args.json);
+        return crate::service_scan::scan(&args.names, args.json, args.new_image);
     }
     let findings: Vec<Finding> = if let Some(report) = &args.report {
         external::findings(&read_json(report)?).map_err(|e| format!("{}: {e}", report.display()))?

@@ -159,8 +159,12 @@ fn scan_one(
     index: &Index,
     service: &Service,
     account: &Account,
+    id: Option<String>,
 ) -> Result<(Verdict, bool, Vec<String>), String> {
-    let id = image_id(account, &service.image)?;
+    let id = match id {
+        Some(id) => id,
+        None => image_id(account, &service.image)?,
+    };
     let (doc, cached) = sbom_of(store, account, &id, &service.image)?;
     let (packages, _) = sbom::from_cyclonedx(&doc).map_err(|e| format!("the SBOM of {}: {e}", service.image))?;
     let (findings, unreadable) = index.matches(&packages);
@@ -183,19 +187,11 @@ pub const NEW_FINDING_MESSAGE_ID: &str = "f53e27b38f584d54a8545a9515262074";
 /// The most entries one scan of one service sends; the rest are counted in one more entry.
 const MAX_ANNOUNCED: usize = 50;
 
-/// The findings of `after` that `before` did not have (same advisory, package and installed
-/// version); all of them when there was no previous scan.
-pub fn new_findings<'a>(before: Option<&Verdict>, after: &'a Verdict) -> Vec<&'a Finding> {
-    let key = |f: &Finding| (f.id.clone(), f.package.clone(), f.installed.clone());
-    let old: std::collections::BTreeSet<_> = before.map(|b| b.findings.iter().map(key).collect()).unwrap_or_default();
-    after.findings.iter().filter(|f| !old.contains(&key(f))).collect()
-}
-
 /// One journal entry per new finding (at most [`MAX_ANNOUNCED`], then one that counts the rest),
 /// with MESSAGE_ID=, SERVICE=, ADVISORY=, PACKAGE=, INSTALLED=, FIXED=, SEVERITY=, IMAGE_ID=,
 /// attributed to the service's unit so that `journalctl -u NAME` lists them.
 fn announce_new(before: Option<&Verdict>, after: &Verdict) {
-    let new = new_findings(before, after);
+    let new = record::new_findings(before, after);
     let unit = format!("{}.service", after.service);
     // The fields every entry has; a finding's entry adds its own.
     let send = |message: &str, finding: &[(&str, &str)]| {
@@ -242,8 +238,31 @@ fn is_active(name: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// `aictl scan [NAME...]`: scans the named services (every one with none).
-pub fn scan(names: &[String], json: bool) -> Result<ExitCode, String> {
+/// Under `--new-image`: the services whose image ID differs from their last verdict's (or that
+/// have none), each with that ID; the others are said to be unchanged and left out. A service
+/// whose ID cannot be asked is kept (its scan reports why).
+fn with_new_images(chosen: Vec<(Service, Account)>, store: &Store) -> Vec<(Service, Account, Option<String>)> {
+    let mut out = Vec::new();
+    for (service, account) in chosen {
+        let Ok(id) = image_id(&account, &service.image) else {
+            out.push((service, account, None));
+            continue;
+        };
+        let last = store.read_verdict(&service.name).ok().flatten();
+        if last.is_some_and(|v| v.digest == id && v.image == service.image) {
+            eprintln!("aictl: {}: image {id} was scanned already: nothing to do", service.name);
+            continue;
+        }
+        out.push((service, account, Some(id)));
+    }
+    out
+}
+
+/// `aictl scan [NAME...]`: scans the named services (every one with none). With `new_image`
+/// (the agent's `aicontainers-scan@NAME.service`, on each start), only those whose image ID is
+/// not the one their last verdict has: a start on an unchanged image costs one `podman image
+/// inspect`.
+pub fn scan(names: &[String], json: bool, new_image: bool) -> Result<ExitCode, String> {
     need_root()?;
     let policy_file = policy_path();
     let policy = match Policy::load(&policy_file) {
@@ -263,6 +282,15 @@ pub fn scan(names: &[String], json: bool) -> Result<ExitCode, String> {
     let lock_path = store.dir.join(".scan.lock");
     let _lock = aicontainers::fsutil::lock(&lock_path, nix::fcntl::FlockArg::LockExclusive, 0o600)
         .map_err(|e| format!("{}: cannot lock: {e}", lock_path.display()))?;
+    let todo: Vec<(Service, Account, Option<String>)> = if new_image {
+        with_new_images(chosen.clone(), &store)
+    } else {
+        chosen.iter().map(|(s, a)| (s.clone(), a.clone(), None)).collect()
+    };
+    if new_image && todo.is_empty() {
+        print(&[], json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let index = Index::load_dir_cached(&policy.advisories, &store.advisory_cache()).map_err(|d| d.to_string())?;
     for w in &index.warnings {
         eprintln!("aictl: warning: {}", escape(&w.to_string()));
@@ -270,8 +298,9 @@ pub fn scan(names: &[String], json: bool) -> Result<ExitCode, String> {
     let today = policy::today();
     let mut failed = false;
     let mut reports = Vec::new();
-    for (service, account) in &chosen {
-        match scan_one(&store, &index, service, account) {
+    for (service, account, id) in todo {
+        let (service, account) = (&service, &account);
+        match scan_one(&store, &index, service, account, id) {
             Ok((verdict, cached, unreadable)) => {
                 for u in unreadable {
                     eprintln!("aictl: warning: advisory not applied, its versions cannot be compared: {}", escape(&u));
@@ -397,6 +426,7 @@ pub fn sbom(name: &str) -> Result<ExitCode, String> {
 mod tests {
     use super::*;
     use aicontainers::scan::osv::Severity;
+    use aicontainers::scan::record::new_findings;
 
     fn finding(id: &str, package: &str, installed: &str) -> Finding {
         Finding {

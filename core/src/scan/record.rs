@@ -15,6 +15,7 @@
 //! (temporary file, rename) and read only if it is a regular file within a cap whose `service`
 //! is its own name; anything else is unreadable, never "no findings".
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,9 @@ pub const SCAN_DIR: &str = "/var/lib/aicontainers/scan";
 
 /// The largest verdict read (tens of thousands of findings).
 pub const VERDICT_MAX: u64 = 32 << 20;
+
+/// The most verdicts [`Store::read_verdicts`] reads (a host runs far fewer services).
+pub const VERDICTS_MAX: usize = 10_000;
 
 /// The last scan of one service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +107,46 @@ impl Store {
         Ok(Some(verdict))
     }
 
+    /// Every verdict in the directory, by service, and a sentence for each file that is there
+    /// but cannot be taken (named like a verdict but unreadable, or with an image ID that is not
+    /// `sha256:HEX`). Files whose names are not `NAME.json` of a service name (temporary files)
+    /// are passed over; at most [`VERDICTS_MAX`] are read. A missing directory holds none.
+    pub fn read_verdicts(&self) -> (BTreeMap<String, Verdict>, Vec<String>) {
+        let dir = self.dir.join("verdict");
+        let (mut found, mut problems) = (BTreeMap::new(), Vec::new());
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (found, problems),
+            Err(e) => return (found, vec![format!("{}: cannot list: {e}", dir.display())]),
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(str::to_owned))
+            .filter(|n| crate::spec::check_service_name(n).is_ok())
+            .collect();
+        names.sort();
+        if names.len() > VERDICTS_MAX {
+            problems.push(format!("{}: {} verdicts, only the first {VERDICTS_MAX} read", dir.display(), names.len()));
+            names.truncate(VERDICTS_MAX);
+        }
+        for name in names {
+            match self.read_verdict(&name) {
+                Ok(Some(v)) if digest_hex(&v.digest).is_some() => {
+                    found.insert(name, v);
+                }
+                Ok(Some(v)) => problems.push(format!(
+                    "{}: the image ID {:?} is not sha256:HEX",
+                    self.verdict_path(&name).display(),
+                    crate::diag::escape(&v.digest)
+                )),
+                // Gone between the listing and the read.
+                Ok(None) => {}
+                Err(why) => problems.push(why),
+            }
+        }
+        (found, problems)
+    }
+
     /// Removes the verdicts of services not in `keep`.
     pub fn prune(&self, keep: &[String]) -> Vec<String> {
         crate::fsutil::prune_json(&self.dir.join("verdict"), keep)
@@ -114,6 +158,18 @@ impl Store {
 pub fn digest_hex(digest: &str) -> Option<&str> {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
     (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))).then_some(hex)
+}
+
+/// What makes a finding the same one in two scans: advisory, package and installed version.
+fn finding_key(f: &Finding) -> (&str, &str, &str) {
+    (&f.id, &f.package, &f.installed)
+}
+
+/// The findings of `after` that `before` did not have (same advisory, package and installed
+/// version); all of them when there was no previous scan.
+pub fn new_findings<'a>(before: Option<&Verdict>, after: &'a Verdict) -> Vec<&'a Finding> {
+    let old: BTreeSet<_> = before.map(|b| b.findings.iter().map(finding_key).collect()).unwrap_or_default();
+    after.findings.iter().filter(|f| !old.contains(&finding_key(f))).collect()
 }
 
 /// Seconds since the epoch.
