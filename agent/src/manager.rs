@@ -340,8 +340,10 @@ impl Agent {
     }
 
     /// Scans a service's image when its unit becomes active (see [`scan::started`]): after each
-    /// burst of starts, `aicontainers-scan@NAME.service` for every service among them, without
-    /// waiting for it. That scan only asks podman for the image ID unless the ID is new.
+    /// burst of starts, `aicontainers-scan@NAME.service` for every service among them, waiting
+    /// for those jobs before the next burst. systemd merges a start into one already running,
+    /// so a service restarted while its scan still runs gets another scan after it, not none.
+    /// That scan only asks podman for the image ID unless the ID is new.
     pub fn follow_starts(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         self.ctx.units.on_start(tx);
@@ -355,17 +357,19 @@ impl Agent {
                     .map(str::to_owned)
                     .collect();
                 drop(services);
-                for name in names {
-                    let Some(unit) = scan::instance_unit(&name) else { continue };
+                let ctx = &self.ctx;
+                let jobs = names.iter().filter_map(|name| {
+                    let unit = scan::instance_unit(name)?;
                     log::info!(service = name.as_str(); "{name} started; {unit} scans its image if the image ID is new");
-                    let started = {
-                        let _permit = self.ctx.units.calls.acquire().await;
-                        self.ctx.systemd.start_unit(&unit, "replace").await
-                    };
-                    if let Err(e) = started {
-                        log::warn!(service = name.as_str(); "cannot start {unit}: {}", systemd::describe(&e));
-                    }
-                }
+                    Some(async move {
+                        let done =
+                            systemd::run_job(&ctx.systemd, &ctx.jobs, &ctx.units.calls, systemd::Verb::Start, &unit);
+                        if let Err(e) = done.await {
+                            log::warn!(service = name.as_str(); "the scan of {name}'s image: {e}");
+                        }
+                    })
+                });
+                futures_util::future::join_all(jobs).await;
             }
         })
     }
