@@ -65,8 +65,9 @@ pub fn summarize(
     policy: Option<&Policy>,
     today: i64,
 ) -> BTreeMap<String, ImageInfo> {
-    let mut images: BTreeMap<String, (ImageInfo, BTreeSet<(String, String, String, Severity)>, Option<Action>)> =
-        BTreeMap::new();
+    // Each image: what is shown, its distinct findings, and the strictest failing action.
+    type Seen = BTreeSet<(String, String, String, Severity)>;
+    let mut images: BTreeMap<String, (ImageInfo, Seen, Option<Action>)> = BTreeMap::new();
     for (service, v) in verdicts {
         let (info, seen, worst) = images.entry(v.digest.clone()).or_default();
         info.id.clone_from(&v.digest);
@@ -271,7 +272,7 @@ impl Images {
             let Some(path) = image_path(id) else { continue };
             let shown = match state.shown.get(id) {
                 None => server.at(path.as_str(), ImageObject { info: info.clone() }).await.map(|_| ()),
-                Some(old) if old != info => update(&server, &path, old, info.clone()).await,
+                Some(old) if old != info => update(server, &path, old, info.clone()).await,
                 Some(_) => Ok(()),
             };
             if let Err(e) = shown {
