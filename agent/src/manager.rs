@@ -314,26 +314,29 @@ impl Agent {
     }
 
     /// Starts `aicontainers-scan.service` after each burst of changes to the advisories or the
-    /// scan policy (see [`crate::scan`]); directories made since are watched from then on.
+    /// scan policy (see [`crate::scan`]); directories made since are watched from then on,
+    /// before that scan starts.
     pub fn follow_scans(self: Arc<Self>) -> Result<tokio::task::JoinHandle<()>, Error> {
         let mut dirs = scan::watched_dirs(&self.host.root);
         let mut events = preflight::watch(dirs.clone())
             .map_err(|e| Error::Failed(format!("cannot watch the advisories for changes: {e}")))?;
         Ok(tokio::spawn(async move {
             while preflight::next_burst(&mut events).await.is_some() {
-                log::info!("the advisories or the scan policy changed; starting {}", scan::SCAN_UNIT);
-                let ctx = &self.ctx;
-                let run =
-                    systemd::run_job(&ctx.systemd, &ctx.jobs, &ctx.units.calls, systemd::Verb::Start, scan::SCAN_UNIT);
-                if let Err(e) = run.await {
-                    log::warn!("cannot start the image scans: {e}");
-                }
+                // Directories made since are watched before the scan starts: a file written into
+                // one while the scan runs (after it read the directory) starts the next scan.
                 let now = scan::watched_dirs(&self.host.root);
                 if now != dirs {
                     match preflight::watch(now.clone()) {
                         Ok(rx) => (events, dirs) = (rx, now),
                         Err(e) => log::warn!("cannot watch the advisories' new directories: {e}"),
                     }
+                }
+                log::info!("the advisories or the scan policy changed; starting {}", scan::SCAN_UNIT);
+                let ctx = &self.ctx;
+                let run =
+                    systemd::run_job(&ctx.systemd, &ctx.jobs, &ctx.units.calls, systemd::Verb::Start, scan::SCAN_UNIT);
+                if let Err(e) = run.await {
+                    log::warn!("cannot start the image scans: {e}");
                 }
             }
         }))

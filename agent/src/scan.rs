@@ -7,8 +7,9 @@
 //! changes. A rescan of an image already inventoried is only a match of its kept SBOM.
 //!
 //! inotify does not watch below a directory: the subdirectories that exist are listed when the
-//! watch is set up, and again after each burst, so a directory a refresh adds is watched from
-//! the next change on (the change that made it starts a scan already).
+//! watch is set up, and again after each burst, before the scan it starts: a directory a
+//! refresh adds is watched before that scan reads it, so a file written there while the scan
+//! runs starts the next one.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
