@@ -285,7 +285,6 @@ pub fn keep() -> Result<ExitCode, String> {
                 // A flush deletes several objects at once: take them all, then apply once.
                 while rx.recv_timeout(Duration::from_millis(20)).is_ok() {}
                 eprintln!("aictl: sandbox: `{line}`: putting the egress rules back");
-                let _ = records(&mut reported);
                 restore(&followed);
             }
             Ok(Event::MonitorGone(why)) => {
